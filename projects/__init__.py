@@ -1,0 +1,1 @@
+"""The portfolio's projects, one package each, all standing on the shared core in `shared/`."""

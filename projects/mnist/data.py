@@ -1,0 +1,211 @@
+"""MNIST's data: the four canonical IDX files, verified, parsed, split, and served as tensors.
+
+Images are kept as uint8 and normalised on demand; the validation split is carved from the
+60,000 training images with a fixed seed, and the 10,000 test images are only read by the
+final evaluation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from shared.data import DataFile, ProjectData, fetch_files, holdout_indices
+from shared.errors import DataError
+
+MEAN, STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set, as the literature normalises
+IMAGE_SIZE = 28
+_SOURCES = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/")
+
+MNIST_FILES = (
+    DataFile(
+        "train-images-idx3-ubyte.gz",
+        sha256=(
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",  # original distribution
+            "db8f937d487057fb14a9f0fbe97f0bc8d311ab41b750d41e1ff37c43b9e55e19",  # lossless rebuild (mirror SOURCE.md)
+        ),
+        urls=tuple(source + "train-images-idx3-ubyte.gz" for source in _SOURCES),
+    ),
+    DataFile(
+        "train-labels-idx1-ubyte.gz",
+        sha256=("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",),
+        urls=tuple(source + "train-labels-idx1-ubyte.gz" for source in _SOURCES),
+    ),
+    DataFile(
+        "t10k-images-idx3-ubyte.gz",
+        sha256=("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",),
+        urls=tuple(source + "t10k-images-idx3-ubyte.gz" for source in _SOURCES),
+    ),
+    DataFile(
+        "t10k-labels-idx1-ubyte.gz",
+        sha256=("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",),
+        urls=tuple(source + "t10k-labels-idx1-ubyte.gz" for source in _SOURCES),
+    ),
+)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse a gzipped IDX file (LeCun's format: magic, dimensions, then unsigned bytes)."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            raw = stream.read()
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path} is not a readable gzip file ({error}).", "replace it with the original file.") from error
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes.", "replace it with the original file.")
+    dimensions = raw[3]
+    header = 4 + 4 * dimensions
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
+    if len(raw) != header + math.prod(shape):
+        raise DataError(
+            f"{path} is truncated or padded: its header promises {shape}, "
+            f"{header + math.prod(shape)} bytes, but it holds {len(raw)}.",
+            "replace it with the original file.",
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def normalise(images: np.ndarray) -> torch.Tensor:
+    """uint8 (or [0, 1] float) N×28×28 images to the N×1×28×28 float tensor the models take."""
+    scaled = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+    return torch.from_numpy((scaled - MEAN) / STD).unsqueeze(1)
+
+
+def denormalise(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Model inputs back to [0, 1] N×28×28 arrays, for plots."""
+    array = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    return np.clip(array.reshape(-1, IMAGE_SIZE, IMAGE_SIZE) * STD + MEAN, 0.0, 1.0)
+
+
+def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Move each image of a batch by up to `max_shift` pixels in x and y (background fills the gap)."""
+    if max_shift <= 0:
+        return images
+    count, size = images.shape[0], images.shape[-1]
+    background = (0.0 - MEAN) / STD
+    padded = F.pad(images, (max_shift,) * 4, value=background)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, count))
+    steps = torch.arange(size)
+    rows = (offsets[0, :, None] + steps)[:, :, None]
+    columns = (offsets[1, :, None] + steps)[:, None, :]
+    return padded[torch.arange(count)[:, None, None], 0, rows, columns].unsqueeze(1)
+
+
+class DigitImages(ProjectData):
+    """28×28 grey digit images in train/val/test splits, served as normalised tensors."""
+
+    class_names = tuple(str(digit) for digit in range(10))
+
+    def __init__(
+        self,
+        mirror_dir: str | None = None,
+        cache_dir: str = "~/.cache/ml-portfolio",
+        val_size: int | float = 5000,
+        split_seed: int = 0,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        max_shift: int = 2,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(mirror_dir, cache_dir)
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.max_shift = max_shift
+        self.num_workers = num_workers
+        self._images: dict[str, np.ndarray] = {}
+        self._labels: dict[str, np.ndarray] = {}
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Train images, train labels, test images, test labels."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        train_images, train_labels, test_images, test_labels = self.load()
+        for name, images, labels in (("train", train_images, train_labels), ("test", test_images, test_labels)):
+            if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or len(images) != len(labels):
+                raise DataError(
+                    f"{name} images have shape {images.shape} for {len(labels)} labels; "
+                    f"expected N×{IMAGE_SIZE}×{IMAGE_SIZE} with one label each.",
+                    "check the data files.",
+                )
+            if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+                raise DataError(f"{name} labels fall outside 0..{len(self.class_names) - 1}.", "check the data files.")
+        kept, held_out = holdout_indices(len(train_labels), self.val_size, self.split_seed)
+        self._images = {"train": train_images[kept], "val": train_images[held_out], "test": test_images}
+        self._labels = {"train": train_labels[kept], "val": train_labels[held_out], "test": test_labels}
+        self._tensors = {}
+
+    def inputs(self, split: str) -> torch.Tensor:
+        if split not in self._tensors:
+            self._tensors[split] = normalise(self._images[split])
+        return self._tensors[split]
+
+    def targets(self, split: str) -> np.ndarray:
+        return self._labels[split].astype(np.int64)
+
+    def loader(self, inputs: torch.Tensor, targets: np.ndarray | None = None, train: bool = False) -> DataLoader:
+        tensors = (inputs,) if targets is None else (inputs, torch.as_tensor(targets, dtype=torch.long))
+        shift = self.max_shift if train else 0
+
+        def collate(batch: list[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
+            columns = [torch.stack(column) for column in zip(*batch, strict=True)]
+            columns[0] = random_shift(columns[0], shift)
+            return columns
+
+        return DataLoader(
+            TensorDataset(*tensors),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train and len(inputs) > self.batch_size,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+        )
+
+
+class Mnist(DigitImages):
+    """The real MNIST: 60,000 training and 10,000 test images (LeCun, Cortes & Burges)."""
+
+    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        files = fetch_files("mnist", MNIST_FILES, self.mirror_dir, self.cache_dir)
+        arrays = [read_idx(files[file.name]) for file in MNIST_FILES]
+        return arrays[0], arrays[1], arrays[2], arrays[3]
+
+    def describe(self) -> dict[str, object]:
+        return {"dataset": "MNIST (LeCun, Cortes & Burges), canonical IDX files", **super().describe()}
+
+
+class SyntheticDigits(DigitImages):
+    """Tiny made-up digits (each class a stroke at its own place) for smoke tests and offline trials."""
+
+    def __init__(self, train_size: int = 600, test_size: int = 200, seed: int = 0, **options: object) -> None:
+        options.setdefault("val_size", 0.2)
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.train_size, self.test_size, self.seed = train_size, test_size, seed
+
+    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        generator = np.random.default_rng(self.seed)
+
+        def draw(count: int) -> tuple[np.ndarray, np.ndarray]:
+            labels = generator.integers(0, 10, count)
+            images = generator.integers(0, 40, (count, IMAGE_SIZE, IMAGE_SIZE)).astype(np.uint8)
+            for image, label in zip(images, labels, strict=True):
+                row = 4 + 2 * int(label)
+                image[row : row + 3, 6:22] = 255  # a horizontal stroke whose height encodes the class
+            return images, labels.astype(np.uint8)
+
+        train_images, train_labels = draw(self.train_size)
+        test_images, test_labels = draw(self.test_size)
+        return train_images, train_labels, test_images, test_labels
+
+    def describe(self) -> dict[str, object]:
+        return {"dataset": "synthetic digits (for tests)", **super().describe()}

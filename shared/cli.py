@@ -1,0 +1,151 @@
+"""Command dispatch: `python -m projects.<name> <command> [hydra overrides]`.
+
+The first word picks the command; everything after it goes to Hydra untouched, so Hydra's own
+flags (`--help`, `--cfg job`, `-m`) keep working. `sys.argv` is restored before the command
+runs, so Lightning's DDP launcher re-executes the same command line for the other ranks.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from shared.config import project_config_dir, register_resolvers, searchpath_override
+from shared.errors import PortfolioError
+from shared.project import Project
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A verb of the command line: its name, one line of help, and the function that runs it."""
+
+    name: str
+    summary: str
+    run: Callable[[Project, DictConfig], int | None]
+
+
+def _train(project: Project, cfg: DictConfig) -> None:
+    from shared.train import train
+
+    train(project, cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def _evaluate(project: Project, cfg: DictConfig) -> None:
+    from shared.evaluate import evaluate_command
+
+    evaluate_command(project, cfg)
+
+
+def _predict(project: Project, cfg: DictConfig) -> int:
+    from shared.predict import predict_command
+
+    return predict_command(project, cfg)
+
+
+COMMANDS: dict[str, Command] = {
+    command.name: command
+    for command in (
+        Command("train", "fit a model, evaluate it on val and test, write a run directory", _train),
+        Command("evaluate", "score a finished run's model again (latest run, or run=PATH)", _evaluate),
+        Command("predict", "predict files with a finished run's model: input=PATH output=FILE", _predict),
+    )
+}
+
+
+def usage(project: Project) -> str:
+    """The text for `python -m projects.<name>` with no command or with --help."""
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        f"usage: python -m projects.{project.name} <command> [overrides] [hydra flags]",
+        "",
+        project.summary,
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()),
+        "",
+        "overrides pick config options (model=mlp trainer=gpu experiment=quick seed=1) or set any key (trainer.max_epochs=3).",
+        f"`python -m projects.{project.name} <command> --help` lists the options; --cfg job prints the config;",
+        "-m runs a sweep (model=cnn,mlp).",
+    ]
+    return "\n".join(lines)
+
+
+def run(project: Project, argv: list[str] | None = None) -> int:
+    """Run one command line and return its exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0] in ("-h", "--help", "help"):
+        print(usage(project))
+        return 0 if arguments else 2
+    name, overrides = arguments[0], arguments[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command '{name}'. Valid commands: {', '.join(COMMANDS)}.", file=sys.stderr)
+        print(f"  see: python -m projects.{project.name} --help", file=sys.stderr)
+        return 2
+    try:
+        config_dir = project_config_dir(project.name)
+    except PortfolioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    if not (config_dir / f"{name}.yaml").is_file():
+        print(f"error: {project.name} has no '{name}' command (no {config_dir / name}.yaml).", file=sys.stderr)
+        return 2
+    register_resolvers()
+    exit_code = 0
+    original_argv = [sys.argv[0] if sys.argv else f"projects.{project.name}", name, *overrides]
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir), config_name=name)
+    def task(cfg: DictConfig) -> None:
+        nonlocal exit_code
+        sys.argv = original_argv  # what Lightning's DDP launcher re-executes for the other ranks
+        _route_library_logs()
+        try:
+            exit_code = COMMANDS[name].run(project, cfg) or 0
+        except PortfolioError as error:
+            print(f"error: {error}", file=sys.stderr)
+            exit_code = error.exit_code
+            _discard_unfinished_run(name)
+
+    saved_argv = sys.argv
+    sys.argv = [original_argv[0], *overrides, searchpath_override()]
+    try:
+        task()
+    except SystemExit as stop:  # Hydra exits itself for --help, --cfg and config errors
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+    return exit_code
+
+
+def _route_library_logs() -> None:
+    """Lightning gives itself a console handler when imported before logging is set up; send its
+    records through Hydra's handlers instead, so each line appears once and reaches the run's log."""
+    import lightning  # noqa: F401  (installs those handlers now, so they can be removed)
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        library_logger = logging.getLogger(name)
+        library_logger.handlers.clear()
+        library_logger.propagate = True
+
+
+def _discard_unfinished_run(command: str) -> None:
+    """A train stopped by a user error leaves no run directory: it holds nothing but Hydra's files."""
+    if command != "train" or not HydraConfig.initialized():
+        return
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if run_dir.is_dir() and not any(run_dir.glob("*.ckpt")) and not (run_dir / "metrics.json").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main(project: Project) -> None:
+    """Entry point for `projects/<name>/__main__.py`."""
+    sys.exit(run(project))

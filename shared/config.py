@@ -1,0 +1,60 @@
+"""Where the configs live and how they are composed, saved and read back.
+
+Each project's primary configs sit in `configs/<project>/` (`train.yaml`, `evaluate.yaml`,
+`predict.yaml`) beside its own groups (`data/`, `model/`, `experiment/`). The groups every
+project shares (`trainer/`, `logger/`, `callbacks/`, `paths/`, `debug/`) sit in
+`configs/shared/`, which the core adds to Hydra's search path. So overrides read short:
+`model=mlp trainer=gpu`, never `mnist/model=mlp`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from shared.errors import UsageError
+from shared.io import write_text
+from shared.runs import CONFIG_FILE, new_run_dir
+
+CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+SHARED_CONFIGS = CONFIG_ROOT / "shared"
+
+
+def project_config_dir(project: str) -> Path:
+    """`configs/<project>`, found from the installed package so any working directory works."""
+    directory = CONFIG_ROOT / project
+    if not directory.is_dir():
+        raise UsageError(
+            f"no config folder for project '{project}' at {directory}.",
+            "install the repository in editable mode (pip install -e .) so the configs stay beside the code.",
+        )
+    return directory
+
+
+def searchpath_override() -> str:
+    """The Hydra override that puts the shared groups on the search path."""
+    return f"hydra.searchpath=['file://{SHARED_CONFIGS.as_posix()}']"
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers the configs use. Called by the CLI, not at import."""
+    OmegaConf.register_new_resolver("new_run_dir", new_run_dir, replace=True)
+
+
+def compose_config(project: str, command: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose a command's config without running it (tests, benchmarks, notebooks)."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(project_config_dir(project)), version_base="1.3"):
+        return compose(config_name=command, overrides=[*(overrides or []), searchpath_override()])
+
+
+def save_config(cfg: DictConfig, path: Path) -> Path:
+    """Save the resolved config (what actually ran), atomically."""
+    return write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The resolved config a run was trained with."""
+    return OmegaConf.load(run_dir / CONFIG_FILE)  # type: ignore[return-value]

@@ -1,0 +1,31 @@
+"""Errors a user can act on: shown as a message and a fix, never as a traceback."""
+
+from __future__ import annotations
+
+
+class PortfolioError(Exception):
+    """A problem the user can fix. `cli` prints it and exits with `exit_code`."""
+
+    exit_code = 1
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return self.problem if not self.fix else f"{self.problem}\n  fix: {self.fix}"
+
+
+class DataError(PortfolioError):
+    """Data missing, corrupt or not what the project expects."""
+
+
+class UsageError(PortfolioError):
+    """The command line asks for something that cannot work."""
+
+    exit_code = 2
+
+
+class RunNotFoundError(PortfolioError):
+    """No usable run directory for `evaluate` or `predict`."""

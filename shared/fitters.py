@@ -1,0 +1,240 @@
+"""How each kind of model is fitted, run, saved and loaded: Lightning modules and scikit-learn estimators.
+
+The flows in `train`, `evaluate` and `predict` only talk to a `Fitter`, so a project may use
+either kind of model (or both) without the core assuming Lightning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from shared.data import ProjectData
+from shared.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    """What a fit reports back: timing and throughput for `metrics.json`, history for the learning curves."""
+
+    seconds: float
+    samples_seen: int
+    device: str
+    precision: str = "32-true"
+    epochs: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    is_global_zero: bool = True
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples_seen / self.seconds if self.seconds > 0 else float("nan")
+
+
+class Fitter(ABC):
+    """Fit, run and store one kind of model."""
+
+    artifact: str  # file name of the saved model inside the run directory
+
+    @abstractmethod
+    def fit(self, model: Any, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
+        """Train `model` on the train split (validating on val), leaving it at its best weights."""
+
+    @abstractmethod
+    def predict(self, model: Any, data: ProjectData, inputs: Any, cfg: DictConfig) -> np.ndarray:
+        """Model outputs (probabilities, scores or values) for `inputs`, in order."""
+
+    @abstractmethod
+    def save(self, model: Any, run_dir: Path) -> Path:
+        """Store the model in the run directory."""
+
+    @abstractmethod
+    def load(self, model_cfg: DictConfig, run_dir: Path) -> Any:
+        """Rebuild the model of a finished run."""
+
+    @staticmethod
+    def parameter_count(model: Any) -> int | None:
+        """Number of learned parameters, where the model has a natural count."""
+        return None
+
+
+def fitter_for(model: Any) -> Fitter:
+    """The fitter that knows how to train `model`."""
+    if isinstance(model, LightningModule):
+        return LightningFitter()
+    if hasattr(model, "fit") and (hasattr(model, "predict") or hasattr(model, "predict_proba")):
+        return SklearnFitter()
+    raise TypeError(f"{type(model).__name__} is neither a LightningModule nor a scikit-learn estimator")
+
+
+def device_name(trainer: Trainer) -> str:
+    """A readable name for the device a trainer runs on."""
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        gpus = f"{trainer.num_devices}x " if trainer.num_devices > 1 else ""
+        return f"cuda ({gpus}{torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def resolve_precision(accelerator: str, precision: Any) -> Any:
+    """`precision: auto` means bf16 mixed precision on GPUs that have it, fp16 mixed on older GPUs, fp32 on CPUs."""
+    if precision != "auto":
+        return precision
+    uses_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if not uses_gpu:
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+class History(Callback):
+    """Records every epoch's logged metrics, whatever loggers are configured, for the learning curves."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": float(trainer.current_epoch)}
+        for key, value in trainer.callback_metrics.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                row[key] = float(value)
+        self.rows.append(row)
+
+
+class LightningFitter(Fitter):
+    """Lightning modules, trained by a `Trainer` built from the `trainer`, `logger` and `callbacks` groups."""
+
+    artifact = "model.ckpt"
+
+    def build_trainer(self, cfg: DictConfig, run_dir: Path | None, extra_callbacks: list[Callback]) -> Trainer:
+        """A Trainer from config. Without `run_dir`, a quiet single-device one for inference."""
+        options: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
+        options["precision"] = resolve_precision(str(options.get("accelerator", "auto")), options.get("precision"))
+        if run_dir is None:
+            options.update(devices=1, strategy="auto", logger=False, enable_checkpointing=False,
+                           enable_model_summary=False, enable_progress_bar=False)
+            with _quiet("lightning.pytorch"):  # no device banner for every evaluation
+                return Trainer(**{key: value for key, value in options.items() if key in _INFERENCE_OPTIONS})
+        loggers = [instantiate(entry) for entry in (cfg.get("logger") or {}).values() if entry]
+        callbacks = [instantiate(entry) for entry in (cfg.get("callbacks") or {}).values() if entry]
+        return Trainer(
+            default_root_dir=str(run_dir),
+            logger=loggers or False,
+            callbacks=[*callbacks, *extra_callbacks],
+            **options,
+        )
+
+    def fit(self, model: LightningModule, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
+        history = History()
+        trainer = self.build_trainer(cfg, run_dir, [history])
+        train_loader = data.loader(data.inputs("train"), data.targets("train"), train=True)
+        val_loader = data.loader(data.inputs("val"), data.targets("val"))
+        started = time.perf_counter()
+        trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        seconds = time.perf_counter() - started
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        checkpoint = trainer.checkpoint_callback
+        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path:
+            log.info("best %s = %.4f at %s", checkpoint.monitor, float(checkpoint.best_model_score or 0),
+                     checkpoint.best_model_path)
+            model.load_state_dict(_read_state_dict(Path(checkpoint.best_model_path)))
+        samples = len(data.targets("train")) * trainer.current_epoch
+        return FitResult(
+            seconds=seconds,
+            samples_seen=samples,
+            device=device_name(trainer),
+            precision=str(trainer.precision),
+            epochs=trainer.current_epoch,
+            history=history.rows,
+            is_global_zero=trainer.is_global_zero,
+        )
+
+    def predict(self, model: LightningModule, data: ProjectData, inputs: Any, cfg: DictConfig) -> np.ndarray:
+        trainer = self.build_trainer(cfg, None, [])
+        batches = trainer.predict(model, dataloaders=data.loader(inputs))
+        return torch.cat([batch.float().cpu() for batch in batches]).numpy()  # type: ignore[union-attr]
+
+    def save(self, model: LightningModule, run_dir: Path) -> Path:
+        path = run_dir / self.artifact
+        with atomic_path(path) as temporary:
+            torch.save({"state_dict": model.state_dict()}, temporary)
+        return path
+
+    def load(self, model_cfg: DictConfig, run_dir: Path) -> LightningModule:
+        model = instantiate(model_cfg, _convert_="all")
+        model.load_state_dict(_read_state_dict(run_dir / self.artifact))
+        model.eval()
+        return model
+
+    @staticmethod
+    def parameter_count(model: LightningModule) -> int:
+        return sum(parameter.numel() for parameter in model.parameters())
+
+
+_INFERENCE_OPTIONS = {"accelerator", "devices", "precision", "strategy", "logger", "enable_checkpointing",
+                      "enable_model_summary", "enable_progress_bar", "deterministic"}
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+class SklearnFitter(Fitter):
+    """scikit-learn estimators and pipelines: `fit` on the train split, `predict_proba` or `predict` after."""
+
+    artifact = "model.joblib"
+
+    def fit(self, model: Any, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
+        inputs, targets = data.inputs("train"), data.targets("train")
+        started = time.perf_counter()
+        model.fit(inputs, targets)
+        seconds = time.perf_counter() - started
+        return FitResult(seconds=seconds, samples_seen=len(targets), device="cpu (scikit-learn)")
+
+    def predict(self, model: Any, data: ProjectData, inputs: Any, cfg: DictConfig) -> np.ndarray:
+        if hasattr(model, "predict_proba"):
+            return np.asarray(model.predict_proba(inputs))
+        return np.asarray(model.predict(inputs))
+
+    def save(self, model: Any, run_dir: Path) -> Path:
+        path = run_dir / self.artifact
+        with atomic_path(path) as temporary:
+            joblib.dump(model, temporary)
+        return path
+
+    def load(self, model_cfg: DictConfig, run_dir: Path) -> Any:
+        return joblib.load(run_dir / self.artifact)
+
+    @staticmethod
+    def parameter_count(model: Any) -> int | None:
+        estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+        sizes = [np.size(getattr(estimator, name)) for name in ("coef_", "intercept_") if hasattr(estimator, name)]
+        return int(sum(sizes)) if sizes else None
