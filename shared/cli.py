@@ -73,9 +73,9 @@ def usage(project: Project) -> str:
         "commands:",
         *(f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()),
         "",
-        "overrides pick config options (model=mlp trainer=gpu experiment=quick seed=1) or set any key (trainer.max_epochs=3).",
-        f"`python -m projects.{project.name} <command> --help` lists the options; --cfg job prints the config;",
-        "-m runs a sweep (model=cnn,mlp).",
+        "overrides choose an option of a config group (model=..., experiment=..., trainer=cpu|gpu|ddp)",
+        "or set any key (seed=1 trainer.max_epochs=3); -m sweeps over comma-separated values.",
+        f"`python -m projects.{project.name} <command> --help` lists the options; --cfg job prints the config.",
     ]
     return "\n".join(lines)
 

@@ -128,7 +128,7 @@ def holdout_indices(count: int, holdout: int | float, seed: int) -> tuple[np.nda
 
     `holdout` is a count, or a fraction when below 1.
     """
-    size = int(round(holdout * count)) if holdout < 1 else int(holdout)
+    size = round(holdout * count) if holdout < 1 else int(holdout)
     if not 0 < size < count:
         raise DataError(f"cannot hold out {holdout} of {count} examples.", "choose a smaller validation size.")
     order = np.random.default_rng(seed).permutation(count)

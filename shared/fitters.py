@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,8 +127,14 @@ class LightningFitter(Fitter):
         options: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
         options["precision"] = resolve_precision(str(options.get("accelerator", "auto")), options.get("precision"))
         if run_dir is None:
-            options.update(devices=1, strategy="auto", logger=False, enable_checkpointing=False,
-                           enable_model_summary=False, enable_progress_bar=False)
+            options.update(
+                devices=1,
+                strategy="auto",
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=False,
+            )
             with _quiet("lightning.pytorch"):  # no device banner for every evaluation
                 return Trainer(**{key: value for key, value in options.items() if key in _INFERENCE_OPTIONS})
         loggers = [instantiate(entry) for entry in (cfg.get("logger") or {}).values() if entry]
@@ -152,8 +158,12 @@ class LightningFitter(Fitter):
             raise KeyboardInterrupt
         checkpoint = trainer.checkpoint_callback
         if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path:
-            log.info("best %s = %.4f at %s", checkpoint.monitor, float(checkpoint.best_model_score or 0),
-                     checkpoint.best_model_path)
+            log.info(
+                "best %s = %.4f at %s",
+                checkpoint.monitor,
+                float(checkpoint.best_model_score or 0),
+                checkpoint.best_model_path,
+            )
             model.load_state_dict(_read_state_dict(Path(checkpoint.best_model_path)))
         samples = len(data.targets("train")) * trainer.current_epoch
         return FitResult(
@@ -188,8 +198,17 @@ class LightningFitter(Fitter):
         return sum(parameter.numel() for parameter in model.parameters())
 
 
-_INFERENCE_OPTIONS = {"accelerator", "devices", "precision", "strategy", "logger", "enable_checkpointing",
-                      "enable_model_summary", "enable_progress_bar", "deterministic"}
+_INFERENCE_OPTIONS = {
+    "accelerator",
+    "devices",
+    "precision",
+    "strategy",
+    "logger",
+    "enable_checkpointing",
+    "enable_model_summary",
+    "enable_progress_bar",
+    "deterministic",
+}
 
 
 @contextmanager

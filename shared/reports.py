@@ -61,8 +61,15 @@ def plot_confusion_matrix(targets: np.ndarray, predicted: np.ndarray, labels: Se
             value = matrix[row, column]
             if value:
                 dark = image.norm(np.log1p(value)) > 0.6
-                axes.text(column, row, str(value), ha="center", va="center", fontsize=7,
-                          color="white" if dark else "black")
+                axes.text(
+                    column,
+                    row,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if dark else "black",
+                )
     axes.set_xticks(range(count), labels, rotation=45 if max(map(len, labels)) > 2 else 0)
     axes.set_yticks(range(count), labels)
     axes.set_xlabel("predicted")
@@ -110,17 +117,17 @@ def write_model_card(path: Path, *, project: str, summary: str, metrics: dict[st
     """
     plots = "\n".join(f"![{Path(plot).stem}]({plot})" for plot in card.get("plots", []))
     scores = {key: value for key, value in metrics.get("metrics", {}).items()}
-    text = f"""# Model card: {project} — {card['model']}
+    text = f"""# Model card: {project} — {card["model"]}
 
 {summary}
 
 Generated {datetime.now().isoformat(timespec="seconds")} from run `{path.parent.name}`.
 
 ## Model
-{_table(card['model_details'])}
+{_table(card["model_details"])}
 
 ## Data
-{_table(card['data'])}
+{_table(card["data"])}
 
 ## Metrics
 Validation metrics come from a split carved from the training data; test metrics come from the held-out
@@ -129,20 +136,20 @@ test set, touched only by this final evaluation.
 {_table(scores)}
 
 ## Training
-{_table(card['training'])}
+{_table(card["training"])}
 
 ## Intended use
-{card['intended_use']}
+{card["intended_use"]}
 
 ## Limitations
-{card['limitations']}
+{card["limitations"]}
 
 ## Plots
-{plots or 'none'}
+{plots or "none"}
 
 ## Reproduce
 ```bash
-{card['reproduce']}
+{card["reproduce"]}
 ```
 """
     return write_text(path, text)

@@ -20,7 +20,16 @@ METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 CARD_FILE = "MODEL_CARD.md"
 PLOTS_DIR = "plots"
-LIBRARIES = ("torch", "torchvision", "lightning", "hydra-core", "scikit-learn", "pandas", "numpy", "torchmetrics")
+LIBRARIES = (
+    "torch",
+    "torchvision",
+    "lightning",
+    "hydra-core",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "torchmetrics",
+)
 
 
 def new_run_dir(runs_dir: str, project: str, name: str | None = None) -> str:

@@ -57,7 +57,9 @@ def read_idx(path: Path) -> np.ndarray:
         with gzip.open(path, "rb") as stream:
             raw = stream.read()
     except (OSError, EOFError, zlib.error) as error:
-        raise DataError(f"{path} is not a readable gzip file ({error}).", "replace it with the original file.") from error
+        raise DataError(
+            f"{path} is not a readable gzip file ({error}).", "replace it with the original file."
+        ) from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an IDX file of unsigned bytes.", "replace it with the original file.")
     dimensions = raw[3]
@@ -98,6 +100,13 @@ def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
     return padded[torch.arange(count)[:, None, None], 0, rows, columns].unsqueeze(1)
 
 
+class SlicedTensors(TensorDataset):
+    """A TensorDataset that hands the DataLoader whole batches by slicing, not one image at a time."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        return tuple(tensor[indices] for tensor in self.tensors)
+
+
 class DigitImages(ProjectData):
     """28×28 grey digit images in train/val/test splits, served as normalised tensors."""
 
@@ -131,7 +140,10 @@ class DigitImages(ProjectData):
 
     def prepare(self) -> None:
         train_images, train_labels, test_images, test_labels = self.load()
-        for name, images, labels in (("train", train_images, train_labels), ("test", test_images, test_labels)):
+        for name, images, labels in (
+            ("train", train_images, train_labels),
+            ("test", test_images, test_labels),
+        ):
             if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or len(images) != len(labels):
                 raise DataError(
                     f"{name} images have shape {images.shape} for {len(labels)} labels; "
@@ -157,13 +169,11 @@ class DigitImages(ProjectData):
         tensors = (inputs,) if targets is None else (inputs, torch.as_tensor(targets, dtype=torch.long))
         shift = self.max_shift if train else 0
 
-        def collate(batch: list[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
-            columns = [torch.stack(column) for column in zip(*batch, strict=True)]
-            columns[0] = random_shift(columns[0], shift)
-            return columns
+        def collate(batch: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+            return [random_shift(batch[0], shift), *batch[1:]]
 
         return DataLoader(
-            TensorDataset(*tensors),
+            SlicedTensors(*tensors),
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             drop_last=train and len(inputs) > self.batch_size,

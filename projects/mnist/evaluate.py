@@ -32,8 +32,6 @@ def report(evaluation: Evaluation, plots_dir: Path) -> list[Path]:
     wrong = np.flatnonzero(predicted != evaluation.targets)
     wrong = wrong[np.argsort(-evaluation.outputs[wrong, predicted[wrong]])][:MISCLASSIFIED_SHOWN]
     images = denormalise(evaluation.inputs[wrong]) if len(wrong) else np.zeros((0, 28, 28))
-    titles = [
-        f"{evaluation.targets[i]}→{predicted[i]} ({evaluation.outputs[i, predicted[i]]:.2f})" for i in wrong
-    ]
+    titles = [f"{evaluation.targets[i]}→{predicted[i]} ({evaluation.outputs[i, predicted[i]]:.2f})" for i in wrong]
     grid = plot_image_grid(images, titles, plots_dir / "misclassified.png")
     return [confusion, grid]

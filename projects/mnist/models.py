@@ -7,6 +7,7 @@ Nesterov momentum under a one-cycle learning-rate schedule, accuracy from torchm
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -53,17 +54,26 @@ class DigitClassifier(LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.SGD(
-            self.parameters(), lr=self.lr, momentum=self.momentum, nesterov=True, weight_decay=self.weight_decay
+            self.parameters(),
+            lr=self.lr,
+            momentum=self.momentum,
+            nesterov=True,
+            weight_decay=self.weight_decay,
         )
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.lr, total_steps=self.trainer.estimated_stepping_batches, pct_start=self.warmup
+            optimizer,
+            max_lr=self.lr,
+            total_steps=self.trainer.estimated_stepping_batches,
+            pct_start=self.warmup,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def _conv_block(inputs: int, outputs: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(inputs, outputs, 3, padding=1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU(inplace=True),
+        nn.Conv2d(inputs, outputs, 3, padding=1, bias=False),
+        nn.BatchNorm2d(outputs),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
     )
 
@@ -85,7 +95,7 @@ class ConvNet(DigitClassifier):
         super().__init__(lr, momentum, weight_decay, label_smoothing, warmup)
         self.save_hyperparameters()
         channels = [1, *widths]
-        self.features = nn.Sequential(*(_conv_block(a, b) for a, b in zip(channels, channels[1:], strict=False)))
+        self.features = nn.Sequential(*(_conv_block(a, b) for a, b in pairwise(channels)))
         side = 28
         for _ in widths:
             side //= 2
@@ -114,7 +124,7 @@ class MultilayerPerceptron(DigitClassifier):
         self.save_hyperparameters()
         sizes = [28 * 28, *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
-        for inputs, outputs in zip(sizes, sizes[1:], strict=False):
+        for inputs, outputs in pairwise(sizes):
             layers += [nn.Linear(inputs, outputs), nn.ReLU(inplace=True), nn.Dropout(dropout)]
         layers.append(nn.Linear(sizes[-1], CLASSES))
         self.network = nn.Sequential(*layers)

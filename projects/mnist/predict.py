@@ -37,10 +37,13 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
     digit = grey[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
     scale = DIGIT_BOX / max(digit.shape)
     height, width = max(1, round(digit.shape[0] * scale)), max(1, round(digit.shape[1] * scale))
-    resized = np.asarray(
-        Image.fromarray((digit * 255).astype(np.uint8)).resize((width, height), Image.Resampling.LANCZOS),
-        dtype=np.float32,
-    ) / 255.0
+    resized = (
+        np.asarray(
+            Image.fromarray((digit * 255).astype(np.uint8)).resize((width, height), Image.Resampling.LANCZOS),
+            dtype=np.float32,
+        )
+        / 255.0
+    )
     canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
     total = resized.sum()
     centre_row = (resized.sum(axis=1) @ np.arange(height)) / total if total else height / 2
@@ -66,7 +69,9 @@ def read_inputs(source: str) -> list[PredictItem]:
     if path.is_dir():
         files = sorted(file for file in path.iterdir() if file.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise UsageError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).", "point input= at images.")
+            raise UsageError(
+                f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).", "point input= at images."
+            )
         return [_image_item(file, file.name) for file in files]
     if path.suffix.lower() == ".npy":
         return _array_items(path)

@@ -1,0 +1,75 @@
+"""Accuracy and speed benchmarks on the real data: one JSON line per benchmarked preset.
+
+    python scripts/benchmark.py mnist                 # the default preset
+    python scripts/benchmark.py mnist trainer=gpu     # extra overrides go to every preset
+
+Each preset is trained through the project's own command line, exactly as a user would run it,
+into a runs folder of its own (`runs/benchmark/` unless PORTFOLIO_RUNS_DIR is set); the line
+is read back from the run's `metrics.json`. Targets live in the issues and the README, not in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from shared.cli import run  # noqa: E402
+from shared.runs import read_metrics, successful_runs  # noqa: E402
+
+# project -> [(label, overrides)]: what `benchmark.py <project>` trains. Add a project's presets here.
+BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
+    "mnist": [("default", [])],
+}
+REPORTED = ("train_seconds", "samples_per_second", "epochs", "parameters", "device", "precision")
+
+
+def benchmark(project: str, label: str, overrides: list[str]) -> dict[str, object]:
+    """Train one preset and return its benchmark line."""
+    module = importlib.import_module(f"projects.{project}.project")
+    project_object = next(
+        value() for name, value in vars(module).items() if name.endswith("Project") and name != "Project"
+    )
+    runs_dir = os.environ.setdefault("PORTFOLIO_RUNS_DIR", str(REPO / "runs" / "benchmark"))
+    before = set(successful_runs(runs_dir, project))
+    started = time.perf_counter()
+    code = run(project_object, ["train", *overrides])
+    wall = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"benchmark {project}/{label} failed with exit code {code}")
+    [run_dir] = [path for path in successful_runs(runs_dir, project) if path not in before]
+    metrics = read_metrics(run_dir)
+    return {
+        "project": project,
+        "preset": label,
+        **metrics["metrics"],
+        **{key: metrics.get(key) for key in REPORTED},
+        "wall_seconds": round(wall, 1),
+        "run": str(run_dir),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("project", choices=sorted(BENCHMARKS))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every preset (trainer=gpu ...)")
+    parser.add_argument("--preset", action="append", help="only these presets (default: all of the project's)")
+    arguments = parser.parse_args()
+    lines = []
+    for label, overrides in BENCHMARKS[arguments.project]:
+        if arguments.preset and label not in arguments.preset:
+            continue
+        lines.append(benchmark(arguments.project, label, [*overrides, *arguments.overrides]))
+    for line in lines:  # together at the end, after the training logs
+        print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()

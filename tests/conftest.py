@@ -1,0 +1,74 @@
+"""Shared fixtures: every test runs offline, with its own runs and cache folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shared.cli import run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No downloads, and runs and cache under the test's own folder."""
+    monkeypatch.setenv("PORTFOLIO_OFFLINE", "1")
+    monkeypatch.setenv("PORTFOLIO_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("PORTFOLIO_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.fixture
+def mirror() -> Path:
+    """The real-data mirror named by PORTFOLIO_DATA_DIR; the test is skipped without one."""
+    value = os.environ.get("PORTFOLIO_DATA_DIR")
+    if not value or not Path(value).is_dir():
+        pytest.skip("no data mirror: set PORTFOLIO_DATA_DIR to run tests on the real datasets")
+    return Path(value)
+
+
+@pytest.fixture
+def no_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PORTFOLIO_DATA_DIR", raising=False)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run `python -m projects.<project> ...` in this process; returns exit code and captured output."""
+
+    def invoke(project: str, *arguments: str) -> Result:
+        module = __import__(f"projects.{project}.project", fromlist=["_"])
+        project_class = next(
+            value for name, value in vars(module).items() if name.endswith("Project") and name != "Project"
+        )
+        capsys.readouterr()
+        code = run(project_class(), list(arguments))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+def run_module(*arguments: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m ...` in a fresh process from `cwd` (checks the installed entry points)."""
+    return subprocess.run(
+        [sys.executable, "-m", *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
