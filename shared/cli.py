@@ -10,28 +10,17 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from shared.config import project_config_dir, register_resolvers, searchpath_override
+from shared.config import SHARED_CONFIGS, project_config_dir, register_resolvers, searchpath_override
 from shared.errors import PortfolioError
-from shared.project import Project
+from shared.project import Command, Project
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Command:
-    """A verb of the command line: its name, one line of help, and the function that runs it."""
-
-    name: str
-    summary: str
-    run: Callable[[Project, DictConfig], int | None]
 
 
 def _train(project: Project, cfg: DictConfig) -> None:
@@ -52,26 +41,39 @@ def _predict(project: Project, cfg: DictConfig) -> int:
     return predict_command(project, cfg)
 
 
+def _compare(project: Project, cfg: DictConfig) -> None:
+    from shared.compare import compare_command
+
+    compare_command(project, cfg)
+
+
 COMMANDS: dict[str, Command] = {
     command.name: command
     for command in (
         Command("train", "fit a model, evaluate it on val and test, write a run directory", _train),
         Command("evaluate", "score a finished run's model again (latest run, or run=PATH)", _evaluate),
         Command("predict", "predict files with a finished run's model: input=PATH output=FILE", _predict),
+        Command("compare", "a table of every finished run's metrics, best first", _compare),
     )
 }
 
 
+def commands_of(project: Project) -> dict[str, Command]:
+    """The core's commands with the project's own added or replacing them."""
+    return {**COMMANDS, **project.commands()}
+
+
 def usage(project: Project) -> str:
     """The text for `python -m projects.<name>` with no command or with --help."""
-    width = max(len(name) for name in COMMANDS)
+    commands = commands_of(project)
+    width = max(len(name) for name in commands)
     lines = [
         f"usage: python -m projects.{project.name} <command> [overrides] [hydra flags]",
         "",
         project.summary,
         "",
         "commands:",
-        *(f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()),
+        *(f"  {name:<{width}}  {command.summary}" for name, command in commands.items()),
         "",
         "overrides choose an option of a config group (model=..., experiment=..., trainer=cpu|gpu|ddp)",
         "or set any key (seed=1 trainer.max_epochs=3); -m sweeps over comma-separated values.",
@@ -87,8 +89,9 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         print(usage(project))
         return 0 if arguments else 2
     name, overrides = arguments[0], arguments[1:]
-    if name not in COMMANDS:
-        print(f"error: unknown command '{name}'. Valid commands: {', '.join(COMMANDS)}.", file=sys.stderr)
+    commands = commands_of(project)
+    if name not in commands:
+        print(f"error: unknown command '{name}'. Valid commands: {', '.join(commands)}.", file=sys.stderr)
         print(f"  see: python -m projects.{project.name} --help", file=sys.stderr)
         return 2
     try:
@@ -96,27 +99,31 @@ def run(project: Project, argv: list[str] | None = None) -> int:
     except PortfolioError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    # A project's own configs/<project>/<command>.yaml, else the shared configs/shared/base_<command>.yaml.
+    config_name, extra = name, []
     if not (config_dir / f"{name}.yaml").is_file():
-        print(f"error: {project.name} has no '{name}' command (no {config_dir / name}.yaml).", file=sys.stderr)
-        return 2
+        if not (SHARED_CONFIGS / f"base_{name}.yaml").is_file():
+            print(f"error: {project.name} has no '{name}' command (no {config_dir / name}.yaml).", file=sys.stderr)
+            return 2
+        config_dir, config_name, extra = SHARED_CONFIGS, f"base_{name}", [f"project={project.name}"]
     register_resolvers()
     exit_code = 0
     original_argv = [sys.argv[0] if sys.argv else f"projects.{project.name}", name, *overrides]
 
-    @hydra.main(version_base="1.3", config_path=str(config_dir), config_name=name)
+    @hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)
     def task(cfg: DictConfig) -> None:
         nonlocal exit_code
         sys.argv = original_argv  # what Lightning's DDP launcher re-executes for the other ranks
         _route_library_logs()
         try:
-            exit_code = COMMANDS[name].run(project, cfg) or 0
+            exit_code = commands[name].run(project, cfg) or 0
         except PortfolioError as error:
             print(f"error: {error}", file=sys.stderr)
             exit_code = error.exit_code
             _discard_unfinished_run(name)
 
     saved_argv = sys.argv
-    sys.argv = [original_argv[0], *overrides, searchpath_override()]
+    sys.argv = [original_argv[0], *extra, *overrides, searchpath_override()]
     try:
         task()
     except SystemExit as stop:  # Hydra exits itself for --help, --cfg and config errors

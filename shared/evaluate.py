@@ -36,12 +36,17 @@ def evaluate_splits(
 
 
 def write_plots(
-    project: Project, run_dir: Path, evaluation: Evaluation, history: Sequence[dict[str, float]] = ()
+    project: Project,
+    run_dir: Path,
+    evaluation: Evaluation,
+    data: ProjectData,
+    model: Any,
+    history: Sequence[dict[str, float]] = (),
 ) -> list[str]:
     """Learning curves (when there is a history) and the project's own plots; paths relative to the run."""
     plots_dir = run_dir / PLOTS_DIR
     written = [plot_learning_curves(history, plots_dir / "learning_curves.png")]
-    written += project.report(evaluation, plots_dir)
+    written += project.report(evaluation, plots_dir, data, model)
     return [str(Path(path).relative_to(run_dir)) for path in written if path]
 
 
@@ -65,7 +70,7 @@ def evaluate_command(project: Project, cfg: DictConfig) -> None:
     data = project.build_data(train_cfg, cfg.paths)
     data.prepare()
     evaluations = evaluate_splits(project, fitter, model, data, cfg, [cfg.split])
-    plots = write_plots(project, run_dir, evaluations[cfg.split])
+    plots = write_plots(project, run_dir, evaluations[cfg.split], data, model)
     result = {
         "run": str(run_dir),
         "split": cfg.split,

@@ -27,8 +27,6 @@ def predict_command(project: Project, cfg: DictConfig) -> int:
 
     Returns 0 when every input was predicted, `PARTIAL_FAILURE_EXIT_CODE` when some could not be read.
     """
-    if not cfg.get("input"):
-        raise UsageError("predict needs an input.", f"python -m projects.{project.name} predict input=PATH output=FILE")
     output = Path(str(cfg.output)).expanduser()
     if output.suffix.lower() not in (".csv", ".jsonl"):
         raise UsageError(f"output {output} must end in .csv or .jsonl.", "for example output=predictions.csv")
@@ -38,7 +36,7 @@ def predict_command(project: Project, cfg: DictConfig) -> int:
     model = fitter.load(train_cfg.model, run_dir)
     data = project.build_data(train_cfg, cfg.paths)
 
-    items = project.read_inputs(str(cfg.input))
+    items = project.read_inputs(cfg)
     readable = [item for item in items if item.error is None]
     columns: list[dict[str, Any]] = []
     if readable:

@@ -7,6 +7,7 @@ in the few methods below, and hands an instance to `shared.cli.main`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,6 +39,19 @@ class PredictItem:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Command:
+    """A verb of the command line: its name, one line of help, and the function that runs it.
+
+    `run` gets the project and the composed config of `configs/<project>/<name>.yaml` and returns
+    an exit code (None means 0).
+    """
+
+    name: str
+    summary: str
+    run: Callable[[Project, DictConfig], int | None]
+
+
 class Project:
     """Subclass per project. Class attributes describe it; methods supply its data, models and metrics."""
 
@@ -60,13 +74,22 @@ class Project:
         """Metrics of outputs against targets, unprefixed (`acc`, `rmse`); the core adds `val/`, `test/`."""
         raise NotImplementedError
 
-    def report(self, evaluation: Evaluation, plots_dir: Path) -> list[Path]:
-        """Project-specific plots of the test evaluation. Returns the files written."""
+    # --- command line ---------------------------------------------------------------------
+    def commands(self) -> dict[str, Command]:
+        """Commands this project adds to (or replaces in) the core's table; each needs a config of its name."""
+        return {}
+
+    def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
+        """Project-specific plots of the test evaluation (and of the data). Returns the files written."""
         return []
 
+    def model_details(self, model: Any) -> dict[str, Any]:
+        """Facts about a fitted model worth keeping in `metrics.json` and the card (chosen hyperparameters...)."""
+        return {}
+
     # --- prediction -----------------------------------------------------------------------
-    def read_inputs(self, source: str) -> list[PredictItem]:
-        """Turn `predict input=...` into items; an unreadable one carries its error instead of a value."""
+    def read_inputs(self, cfg: DictConfig) -> list[PredictItem]:
+        """Turn the predict config (`input=...` and the like) into items; an unreadable one carries its error."""
         raise NotImplementedError(f"{self.name} has no predict")
 
     def stack_inputs(self, values: list[Any]) -> Any:

@@ -42,7 +42,7 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         return {}
     fitter.save(model, run_dir)
     evaluations = evaluate_splits(project, fitter, model, data, cfg, ("val", "test"))
-    plots = write_plots(project, run_dir, evaluations["test"], fit.history)
+    plots = write_plots(project, run_dir, evaluations["test"], data, model, fit.history)
     metrics = {
         "project": project.name,
         "model": _target(cfg.model),
@@ -52,6 +52,7 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "samples_per_second": round(fit.samples_per_second, 1),
         "epochs": fit.epochs,
         "parameters": fitter.parameter_count(model),
+        "model_details": project.model_details(model),
         "seed": cfg.seed,
         "device": fit.device,
         "precision": fit.precision,
@@ -71,6 +72,7 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 "class": _target(cfg.model),
                 "parameters": metrics["parameters"] if metrics["parameters"] is not None else "n/a",
                 **_flat(cfg.model),
+                **metrics["model_details"],
             },
             "data": {"source": _target(cfg.data), **metrics["data"]},
             "training": {

@@ -11,7 +11,7 @@ from tests.conftest import run_module
 def test_no_command_lists_the_commands(cli) -> None:
     result = cli("mnist")
     assert result.code == 2
-    for command in ("train", "evaluate", "predict"):
+    for command in ("train", "evaluate", "predict", "compare"):
         assert f"  {command} " in result.out
 
 
@@ -25,7 +25,7 @@ def test_unknown_command_names_the_valid_ones(cli) -> None:
     result = cli("mnist", "fit")
     assert result.code == 2
     assert "unknown command 'fit'" in result.err
-    assert "train, evaluate, predict" in result.err
+    assert "train, evaluate, predict, compare" in result.err
 
 
 def test_unknown_config_option_is_a_clean_error(cli) -> None:

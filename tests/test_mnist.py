@@ -207,6 +207,24 @@ def test_predict_rejects_unknown_output_format(cli, trained: Path, tmp_path: Pat
     assert result.code == 2 and ".csv or .jsonl" in result.err
 
 
+def test_compare_tabulates_every_run_best_first(cli, isolated: Path) -> None:
+    assert cli("mnist", "train", *SMOKE, "name=cnn").code == 0
+    assert cli("mnist", "train", "data=synthetic", "experiment=baseline").code == 0
+    result = cli("mnist", "compare", "sort=test/nll")
+    assert result.code == 0, result.err
+    table = (isolated / "runs" / "mnist" / "comparison.csv").read_text().splitlines()
+    assert table[0].startswith("run,model,experiment,val/acc,val/nll,test/acc,test/nll")
+    assert len(table) == 3
+    nll = [float(line.split(",")[6]) for line in table[1:]]
+    assert nll == sorted(nll), "lower nll is better: it comes first"
+    assert "| run | model |" in result.out
+
+
+def test_compare_by_unknown_metric_lists_the_known_ones(cli, trained: Path) -> None:
+    result = cli("mnist", "compare", "sort=test/f1")
+    assert result.code == 2 and "test/acc" in result.err
+
+
 def test_multirun_writes_one_run_per_job(cli, isolated: Path) -> None:
     result = cli("mnist", "train", "-m", "data=synthetic", "trainer=cpu", "trainer.max_epochs=1", "model=cnn,mlp")
     assert result.code == 0, result.err

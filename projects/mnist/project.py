@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig
 
 from projects.mnist import evaluate, predict
+from shared.data import ProjectData
+from shared.errors import UsageError
 from shared.project import Evaluation, PredictItem, Project
 
 
@@ -28,11 +31,13 @@ class MnistProject(Project):
     def score(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         return evaluate.score(targets, outputs)
 
-    def report(self, evaluation: Evaluation, plots_dir: Path) -> list[Path]:
+    def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
         return evaluate.report(evaluation, plots_dir)
 
-    def read_inputs(self, source: str) -> list[PredictItem]:
-        return predict.read_inputs(source)
+    def read_inputs(self, cfg: DictConfig) -> list[PredictItem]:
+        if not cfg.get("input"):
+            raise UsageError("predict needs an input.", "python -m projects.mnist predict input=PATH output=preds.csv")
+        return predict.read_inputs(str(cfg.input))
 
     def stack_inputs(self, values: list[Any]) -> Any:
         return predict.stack_inputs(values)
