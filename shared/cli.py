@@ -14,7 +14,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 
 from shared.config import SHARED_CONFIGS, project_config_dir, register_resolvers, searchpath_override
 from shared.errors import PortfolioError
@@ -114,6 +114,7 @@ def run(project: Project, argv: list[str] | None = None) -> int:
     def task(cfg: DictConfig) -> None:
         nonlocal exit_code
         sys.argv = original_argv  # what Lightning's DDP launcher re-executes for the other ranks
+        _pin_run_dir()
         _route_library_logs()
         try:
             exit_code = commands[name].run(project, cfg) or 0
@@ -121,6 +122,9 @@ def run(project: Project, argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             exit_code = error.exit_code
             _discard_unfinished_run(name)
+        except KeyboardInterrupt:
+            print("interrupted: the run directory has no metrics.json and counts as unfinished", file=sys.stderr)
+            exit_code = 130
 
     saved_argv = sys.argv
     sys.argv = [original_argv[0], *extra, *overrides, searchpath_override()]
@@ -131,6 +135,14 @@ def run(project: Project, argv: list[str] | None = None) -> int:
     finally:
         sys.argv = saved_argv
     return exit_code
+
+
+def _pin_run_dir() -> None:
+    """Replace `hydra.run.dir` (an interpolation that makes a new name each time it is read) by the
+    directory this job got. Lightning's DDP launcher reads it to send the other ranks to the same run."""
+    hydra_config = HydraConfig.get()
+    with read_write(hydra_config), open_dict(hydra_config):
+        hydra_config.run.dir = hydra_config.runtime.output_dir
 
 
 def _route_library_logs() -> None:

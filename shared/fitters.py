@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from shared.data import ProjectData
+from shared.errors import UsageError
 from shared.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,11 @@ class LightningFitter(Fitter):
     def build_trainer(self, cfg: DictConfig, run_dir: Path | None, extra_callbacks: list[Callback]) -> Trainer:
         """A Trainer from config. Without `run_dir`, a quiet single-device one for inference."""
         options: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
+        if str(options.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise UsageError(
+                "the trainer asks for a GPU (trainer.accelerator=gpu), but torch finds no CUDA device here.",
+                "use trainer=auto or trainer=cpu, or run on a machine with an NVIDIA GPU and a CUDA build of torch.",
+            )
         options["precision"] = resolve_precision(str(options.get("accelerator", "auto")), options.get("precision"))
         if run_dir is None:
             options.update(

@@ -15,6 +15,7 @@ from PIL import Image
 from projects.mnist.data import SyntheticDigits, random_shift, read_idx
 from projects.mnist.predict import read_inputs, to_mnist
 from shared.errors import DataError, UsageError
+from tests.conftest import run_module
 
 SMOKE = ["data=synthetic", "trainer=cpu", "trainer.max_epochs=2", "logger=csv"]
 
@@ -126,6 +127,20 @@ def test_train_writes_a_complete_run(trained: Path) -> None:
     assert "python -m projects.mnist train data=synthetic" in card
 
 
+def test_tensorboard_logger_writes_event_files(cli, isolated: Path) -> None:
+    assert cli("mnist", "train", *SMOKE, "logger=tensorboard", "trainer.max_epochs=1").code == 0
+    run = _only_run(isolated / "runs")
+    assert list((run / "logs").glob("events.out.tfevents.*"))
+
+
+def test_gpu_trainer_without_a_gpu_is_a_clear_error(cli) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = cli("mnist", "train", "data=synthetic", "trainer=gpu")
+    assert result.code == 2
+    assert "finds no CUDA device" in result.err and "trainer=cpu" in result.err
+
+
 def test_same_seed_same_result(cli, isolated: Path) -> None:
     scores = []
     for attempt in ("a", "b"):
@@ -232,6 +247,18 @@ def test_multirun_writes_one_run_per_job(cli, isolated: Path) -> None:
     assert len(runs) == 2
     models = {json.loads(path.read_text())["model"].rsplit(".", 1)[-1] for path in runs}
     assert models == {"ConvNet", "MultilayerPerceptron"}
+
+
+def test_ddp_relaunch_trains_both_ranks_into_one_run(tmp_path: Path) -> None:
+    """Lightning's DDP launcher re-executes `python -m projects.mnist train ...` for rank 1 (two CPU processes here)."""
+    result = run_module(
+        "projects.mnist", "train", "data=synthetic", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+        "trainer.sync_batchnorm=false", "trainer.max_epochs=1", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run] = [path for path in (tmp_path / "runs" / "mnist").iterdir()]
+    assert (run / "metrics.json").is_file() and (run / "train_ddp_process_1.log").is_file()
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
 
 
 # --- predict input conversion -------------------------------------------------------------------

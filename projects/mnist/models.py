@@ -38,7 +38,7 @@ class DigitClassifier(LightningModule):
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         self.train_accuracy(logits, labels)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True)
         return loss
 
@@ -46,7 +46,7 @@ class DigitClassifier(LightningModule):
         images, labels = batch
         logits = self(images)
         self.val_accuracy(logits, labels)
-        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True)
+        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val/acc", self.val_accuracy, on_epoch=True, prog_bar=True)
 
     def predict_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> torch.Tensor:
