@@ -123,34 +123,30 @@ class LightningFitter(Fitter):
 
     artifact = "model.ckpt"
 
-    def build_trainer(self, cfg: DictConfig, run_dir: Path | None, extra_callbacks: list[Callback]) -> Trainer:
-        """A Trainer from config. Without `run_dir`, a quiet single-device one for inference."""
-        options: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
-        if str(options.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
-            raise UsageError(
-                "the trainer asks for a GPU (trainer.accelerator=gpu), but torch finds no CUDA device here.",
-                "use trainer=auto or trainer=cpu, or run on a machine with an NVIDIA GPU and a CUDA build of torch.",
-            )
-        options["precision"] = resolve_precision(str(options.get("accelerator", "auto")), options.get("precision"))
-        if run_dir is None:
-            options.update(
-                devices=1,
-                strategy="auto",
-                logger=False,
-                enable_checkpointing=False,
-                enable_model_summary=False,
-                enable_progress_bar=False,
-            )
-            with _quiet("lightning.pytorch"):  # no device banner for every evaluation
-                return Trainer(**{key: value for key, value in options.items() if key in _INFERENCE_OPTIONS})
+    def build_trainer(self, cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback]) -> Trainer:
+        """The training Trainer: the `trainer` group's arguments, the `logger` and `callbacks` groups."""
         loggers = [instantiate(entry) for entry in (cfg.get("logger") or {}).values() if entry]
         callbacks = [instantiate(entry) for entry in (cfg.get("callbacks") or {}).values() if entry]
         return Trainer(
             default_root_dir=str(run_dir),
             logger=loggers or False,
             callbacks=[*callbacks, *extra_callbacks],
-            **options,
+            **_trainer_options(cfg),
         )
+
+    def inference_trainer(self, cfg: DictConfig) -> Trainer:
+        """A quiet single-device Trainer for evaluation and predict, on the device the config asks for."""
+        options = _trainer_options(cfg)
+        with _quiet("lightning.pytorch"):  # no device banner for every evaluation
+            return Trainer(
+                accelerator=options.get("accelerator", "auto"),
+                devices=1,
+                precision=options["precision"],
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=False,
+            )
 
     def fit(self, model: LightningModule, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
         history = History()
@@ -183,7 +179,7 @@ class LightningFitter(Fitter):
         )
 
     def predict(self, model: LightningModule, data: ProjectData, inputs: Any, cfg: DictConfig) -> np.ndarray:
-        trainer = self.build_trainer(cfg, None, [])
+        trainer = self.inference_trainer(cfg)
         batches = trainer.predict(model, dataloaders=data.loader(inputs))
         return torch.cat([batch.float().cpu() for batch in batches]).numpy()  # type: ignore[union-attr]
 
@@ -204,17 +200,16 @@ class LightningFitter(Fitter):
         return sum(parameter.numel() for parameter in model.parameters())
 
 
-_INFERENCE_OPTIONS = {
-    "accelerator",
-    "devices",
-    "precision",
-    "strategy",
-    "logger",
-    "enable_checkpointing",
-    "enable_model_summary",
-    "enable_progress_bar",
-    "deterministic",
-}
+def _trainer_options(cfg: DictConfig) -> dict[str, Any]:
+    """The `trainer` group as Trainer arguments, with `precision: auto` resolved and a clear error for a missing GPU."""
+    options: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
+    if str(options.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UsageError(
+            "the trainer asks for a GPU (trainer.accelerator=gpu), but torch finds no CUDA device here.",
+            "use trainer=auto or trainer=cpu, or run on a machine with an NVIDIA GPU and a CUDA build of torch.",
+        )
+    options["precision"] = resolve_precision(str(options.get("accelerator", "auto")), options.get("precision"))
+    return options
 
 
 @contextmanager
