@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -107,6 +108,7 @@ def run(project: Project, argv: list[str] | None = None) -> int:
             return 2
         config_dir, config_name, extra = SHARED_CONFIGS, f"base_{name}", [f"project={project.name}"]
     register_resolvers()
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # Lightning-internal noise
     exit_code = 0
     original_argv = [sys.argv[0] if sys.argv else f"projects.{project.name}", name, *overrides]
 
@@ -150,10 +152,20 @@ def _route_library_logs() -> None:
     records through Hydra's handlers instead, so each line appears once and reaches the run's log."""
     import lightning  # noqa: F401  (installs those handlers now, so they can be removed)
 
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         library_logger = logging.getLogger(name)
         library_logger.handlers.clear()
         library_logger.propagate = True
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(existing, _DropAdvertisements) for existing in rank_zero.filters):
+        rank_zero.addFilter(_DropAdvertisements())
+
+
+class _DropAdvertisements(logging.Filter):
+    """Lightning's 'Tip: try our cloud service' lines are not part of a run's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
 
 
 def _discard_unfinished_run(command: str) -> None:
