@@ -62,7 +62,6 @@ ML100K_SHA256 = {
         )
     },
 }
-GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
 
 
 @dataclass
@@ -444,7 +443,7 @@ class RatingsCsv(Interactions):
 
 class SyntheticInteractions(Interactions):
     """Made-up users and items in `groups` taste groups: users interact mostly with (and rate highly) their own
-    group's items. A planted structure every model must recover; runs the pipeline offline in seconds."""
+    group's items, and every other user rates higher. A planted structure every model must recover; runs the pipeline offline in seconds."""
 
     def __init__(
         self, n_users: int = 200, n_items: int = 100, groups: int = 4, per_user: int = 24, seed: int = 0, **options: Any
@@ -464,6 +463,7 @@ class SyntheticInteractions(Interactions):
             weights = popularity * np.where(own, 9.0, 1.0)
             items = rng.choice(n_items, self.per_user, replace=False, p=weights / weights.sum())
             ratings = np.where(own[items], rng.choice([4, 5], len(items)), rng.choice([1, 2], len(items)))
+            ratings = np.minimum(ratings + (user % 2), 5)  # every other user rates one star more generously
             rows += [(user + 1, item + 1, rating) for item, rating in zip(items, ratings, strict=True)]
         frame = pd.DataFrame(rows, columns=["user", "item", "rating"])
         titles = pd.Series(

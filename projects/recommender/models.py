@@ -122,7 +122,7 @@ class Popularity(Recommender):
 class ItemItem(Recommender):
     """EASE (Steck, 2019): the item-item weight matrix B that best rebuilds each user's history from the
     other items, in closed form B = I - P / diag(P) with P = (XᵀX + λI)⁻¹ and a zero diagonal. A user's
-    scores are their history times B; `similar` reads B's columns (items that predict each other)."""
+    scores are their history times B; `similar` reads B (items that predict each other)."""
 
     protocols = (RANKING,)
 
@@ -146,10 +146,6 @@ class ItemItem(Recommender):
 
     def score_all(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self.history_[users] @ self.weights_)
-
-    def item_vectors(self) -> np.ndarray:
-        """Each item as the column of weights it receives from the others (for `similar`)."""
-        return self.weights_.T
 
 
 # --- gradient-trained models (Lightning) ---------------------------------------------------------------
@@ -308,12 +304,15 @@ class TwoTower(Factorization):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
-def item_vectors(model: Any) -> np.ndarray | None:
-    """Item representations whose cosine similarity means 'alike', or None for models without any."""
+def item_similarity(model: Any, item: int) -> np.ndarray | None:
+    """How alike every item is to `item`: EASE's symmetrised weights, or the cosine of learned item vectors;
+    None for models without either."""
     if isinstance(model, ItemItem):
-        return model.item_vectors()
+        return (model.weights_[item] + model.weights_[:, item]) / 2
     if isinstance(model, Factorization):
-        return model.item_factors.weight.detach().numpy(force=True)
+        vectors = model.item_factors.weight.detach().numpy(force=True)
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return unit @ unit[item]
     return None
 
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from projects.recommender.data import ITEM_COLUMNS, RANKING, USER_COLUMNS, Interactions
 from projects.recommender.metrics import top_k
-from projects.recommender.models import item_vectors
+from projects.recommender.models import item_similarity
 from shared.config import load_run_config
 from shared.errors import DataError, UsageError
 from shared.evaluate import fitter_of_run
@@ -77,15 +77,13 @@ class Predictor:
         ]
 
     def similar(self, raw_item: Any, k: int) -> list[dict[str, Any]]:
-        vectors = item_vectors(self.model)
-        if vectors is None:
+        item = self.item(raw_item)
+        similarity = item_similarity(self.model, item)
+        if similarity is None:
             raise UsageError(
-                f"the model of {self.run_dir.name} ({type(self.model).__name__}) has no item vectors.",
+                f"the model of {self.run_dir.name} ({type(self.model).__name__}) has no item similarity.",
                 "use a run of model=item_item, mf, bpr or two_tower.",
             )
-        item = self.item(raw_item)
-        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        similarity = unit @ unit[item]
         excluded = np.zeros((1, len(similarity)), bool)
         excluded[0, item] = True
         best = top_k(similarity[None], excluded, k)[0]
