@@ -136,7 +136,7 @@ def test_duplicates_keep_the_latest_or_fail_when_asked(tmp_path: Path) -> None:
 
 def test_out_of_range_ratings_are_a_clear_error(tmp_path: Path) -> None:
     path = _csv(tmp_path / "r.csv", [[1, 10, 7.0], [2, 11, 3.0]], ["user", "item", "rating"])
-    with pytest.raises(DataError, match="outside the scale 1..5"):
+    with pytest.raises(DataError, match=r"outside the scale 1\.\.5"):
         RatingsCsv(path=str(path), rating_scale=(1, 5)).prepare()
 
 

@@ -443,7 +443,8 @@ class RatingsCsv(Interactions):
 
 class SyntheticInteractions(Interactions):
     """Made-up users and items in `groups` taste groups: users interact mostly with (and rate highly) their own
-    group's items, and every other user rates higher. A planted structure every model must recover; runs the pipeline offline in seconds."""
+    group's items, and every other user rates higher. A planted structure every model must recover; runs the
+    pipeline offline in seconds."""
 
     def __init__(
         self, n_users: int = 200, n_items: int = 100, groups: int = 4, per_user: int = 24, seed: int = 0, **options: Any
