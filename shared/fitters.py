@@ -186,12 +186,16 @@ class LightningFitter(Fitter):
     def save(self, model: LightningModule, run_dir: Path) -> Path:
         path = run_dir / self.artifact
         with atomic_path(path) as temporary:
-            torch.save({"state_dict": model.state_dict()}, temporary)
+            # hyper_parameters: what a model built from the data (sizes of a vocabulary, of a catalogue) needs
+            # besides its config to be rebuilt by `load`.
+            torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, temporary)
         return path
 
     def load(self, model_cfg: DictConfig, run_dir: Path) -> LightningModule:
-        model = instantiate(model_cfg, _convert_="all")
-        model.load_state_dict(_read_state_dict(run_dir / self.artifact))
+        checkpoint = torch.load(run_dir / self.artifact, map_location="cpu", weights_only=True)
+        saved = {key: value for key, value in checkpoint.get("hyper_parameters", {}).items() if key not in model_cfg}
+        model = instantiate(model_cfg, **saved, _convert_="all")
+        model.load_state_dict(checkpoint["state_dict"])
         model.eval()
         return model
 

@@ -1,0 +1,320 @@
+"""Recommenders. Every model answers two questions on index arrays:
+
+* `rate`: the rating a user would give an item (the `rating` protocol);
+* `score_all`: a score for every item, per user, to rank (the `ranking` protocol).
+
+Closed-form models are scikit-learn estimators (`fit(pairs, ratings)`, `predict(pairs or users)`):
+global mean and biases, popularity, and the item-item EASE model. Gradient-trained ones are Lightning
+modules fed by the data's loader: biased matrix factorization (ratings), BPR matrix factorization and a
+two-tower network (ranking). `build_model` hands all of them the catalogue's size and rating scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+from scipy import sparse
+from sklearn.base import BaseEstimator
+from torch import nn
+from torchmetrics import MeanSquaredError
+
+from projects.recommender.data import RANKING, RATING
+from projects.recommender.metrics import per_user_ranking, top_k
+
+
+# --- closed-form models (scikit-learn estimators) --------------------------------------------------------
+class Recommender(BaseEstimator):
+    """Fitted on (user, item) index pairs and their ratings; `predict` rates pairs or scores every item."""
+
+    protocols: ClassVar[tuple[str, ...]] = (RATING, RANKING)
+
+    def fit(self, pairs: np.ndarray, ratings: np.ndarray) -> Recommender:
+        raise NotImplementedError
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """(n, 2) pairs -> n ratings clipped to the scale; (n,) users -> (n, n_items) scores."""
+        inputs = np.asarray(inputs)
+        if inputs.ndim == 2:
+            return np.clip(self.rate(inputs[:, 0], inputs[:, 1]), *self.rating_scale).astype(np.float32)
+        return self.score_all(inputs).astype(np.float32)
+
+    def rate(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def score_all(self, users: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _interactions(self, pairs: np.ndarray) -> sparse.csr_matrix:
+        values = np.ones(len(pairs), np.float32)
+        matrix = sparse.csr_matrix((values, (pairs[:, 0], pairs[:, 1])), shape=(self.n_users, self.n_items))
+        matrix.data[:] = 1.0  # repeated pairs count once
+        return matrix
+
+
+def fit_biases(
+    pairs: np.ndarray, ratings: np.ndarray, shape: tuple[int, int], reg_user: float, reg_item: float, sweeps: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Global mean and regularised user and item biases by alternating least squares (Koren's baseline
+    predictors): each bias is the shrunk mean residual of its ratings, so rarely rated items stay near 0."""
+    mean = float(ratings.mean())
+    user_bias, item_bias = np.zeros(shape[0]), np.zeros(shape[1])
+    users, items = pairs[:, 0], pairs[:, 1]
+    user_count = np.bincount(users, minlength=shape[0])
+    item_count = np.bincount(items, minlength=shape[1])
+    for _ in range(sweeps):
+        if reg_item >= 0:
+            residual = ratings - mean - user_bias[users]
+            item_bias = np.bincount(items, residual, shape[1]) / (reg_item + item_count)
+        if reg_user >= 0:
+            residual = ratings - mean - item_bias[items]
+            user_bias = np.bincount(users, residual, shape[0]) / (reg_user + user_count)
+    return mean, user_bias, item_bias
+
+
+class BiasBaseline(Recommender):
+    """r(u, i) = μ + b_u + b_i. With both biases off (reg < 0) it is the global mean. Ranks by item bias."""
+
+    def __init__(
+        self,
+        n_users: int = 0,
+        n_items: int = 0,
+        rating_scale: tuple[float, float] = (1.0, 5.0),
+        reg_user: float = 5.0,
+        reg_item: float = 10.0,
+        sweeps: int = 10,
+    ) -> None:
+        self.n_users, self.n_items, self.rating_scale = n_users, n_items, rating_scale
+        self.reg_user, self.reg_item, self.sweeps = reg_user, reg_item, sweeps
+
+    def fit(self, pairs: np.ndarray, ratings: np.ndarray) -> BiasBaseline:
+        self.mean_, self.user_bias_, self.item_bias_ = fit_biases(
+            pairs, ratings, (self.n_users, self.n_items), self.reg_user, self.reg_item, self.sweeps
+        )
+        return self
+
+    def rate(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.mean_ + self.user_bias_[users] + self.item_bias_[items]
+
+    def score_all(self, users: np.ndarray) -> np.ndarray:
+        return np.tile(self.item_bias_, (len(users), 1))
+
+
+class Popularity(Recommender):
+    """Recommends the most interacted-with items to everyone: the ranking baseline and the cold-start fallback."""
+
+    protocols = (RANKING,)
+
+    def __init__(self, n_users: int = 0, n_items: int = 0, rating_scale: tuple[float, float] = (1.0, 5.0)) -> None:
+        self.n_users, self.n_items, self.rating_scale = n_users, n_items, rating_scale
+
+    def fit(self, pairs: np.ndarray, ratings: np.ndarray) -> Popularity:
+        self.counts_ = np.bincount(pairs[:, 1], minlength=self.n_items).astype(np.float64)
+        return self
+
+    def score_all(self, users: np.ndarray) -> np.ndarray:
+        return np.tile(self.counts_, (len(users), 1))
+
+
+class ItemItem(Recommender):
+    """EASE (Steck, 2019): the item-item weight matrix B that best rebuilds each user's history from the
+    other items, in closed form B = I - P / diag(P) with P = (XᵀX + λI)⁻¹ and a zero diagonal. A user's
+    scores are their history times B; `similar` reads B (items that predict each other)."""
+
+    protocols = (RANKING,)
+
+    def __init__(
+        self,
+        n_users: int = 0,
+        n_items: int = 0,
+        rating_scale: tuple[float, float] = (1.0, 5.0),
+        l2: float = 300.0,
+    ) -> None:
+        self.n_users, self.n_items, self.rating_scale, self.l2 = n_users, n_items, rating_scale, l2
+
+    def fit(self, pairs: np.ndarray, ratings: np.ndarray) -> ItemItem:
+        self.history_ = self._interactions(pairs)
+        gram = (self.history_.T @ self.history_).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.l2
+        inverse = np.linalg.inv(gram)
+        self.weights_ = (-inverse / np.diag(inverse)).astype(np.float32)
+        self.weights_[np.diag_indices_from(self.weights_)] = 0.0
+        return self
+
+    def score_all(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self.history_[users] @ self.weights_)
+
+
+# --- gradient-trained models (Lightning) ---------------------------------------------------------------
+class Factorization(LightningModule):
+    """What the Lightning recommenders share: user and item embeddings, Adam, prediction by batch kind
+    (pairs -> ratings, users -> item scores), and validation by the protocol of the batch."""
+
+    protocols: ClassVar[tuple[str, ...]] = (RATING, RANKING)
+
+    def __init__(self, n_users: int, n_items: int, dim: int, lr: float) -> None:
+        super().__init__()
+        self.n_users, self.n_items, self.lr = n_users, n_items, lr
+        self.user_factors = nn.Embedding(n_users, dim)
+        self.item_factors = nn.Embedding(n_items, dim)
+        self.item_bias = nn.Embedding(n_items, 1)
+        nn.init.normal_(self.user_factors.weight, std=0.1)
+        nn.init.normal_(self.item_factors.weight, std=0.1)
+        nn.init.zeros_(self.item_bias.weight)
+        self.val_rmse = MeanSquaredError(squared=False)
+
+    def rate(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} ranks items; it does not predict ratings")
+
+    def score_all(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.user_factors(users) @ self.item_factors.weight.T + self.item_bias.weight.T
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        if "item" in batch:
+            return self.rate(batch["user"], batch["item"])
+        return self.score_all(batch["user"], batch["history"])
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        size = len(batch["user"])
+        if "rating" in batch:
+            self.val_rmse(self.rate(batch["user"], batch["item"]), batch["rating"])
+            self.log("val/rmse", self.val_rmse, on_epoch=True, batch_size=size, prog_bar=True)
+            return
+        scores = self.score_all(batch["user"], batch["history"]).float().numpy(force=True)
+        recommended = top_k(scores, batch["history"].numpy(force=True) > 0)
+        users = per_user_ranking(batch["relevant"].numpy(force=True) > 0, recommended)
+        self.log("val/ndcg@10", float(users["ndcg"].mean()), on_epoch=True, batch_size=size, prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class MatrixFactorization(Factorization):
+    """Biased matrix factorization (Koren, Bell & Volinsky, 2009): r(u, i) = μ + b_u + b_i + p_u·q_i, trained
+    on squared error with an L2 penalty on the rows each batch touches (so frequent users and items are
+    held back in proportion to their data, as in Funk's SGD)."""
+
+    protocols = (RATING, RANKING)
+
+    def __init__(
+        self,
+        n_users: int = 1,
+        n_items: int = 1,
+        rating_scale: tuple[float, float] = (1.0, 5.0),
+        global_mean: float = 3.5,
+        dim: int = 64,
+        reg: float = 0.05,
+        bias_reg: float = 0.005,
+        lr: float = 0.005,
+    ) -> None:
+        super().__init__(n_users, n_items, dim, lr)
+        self.save_hyperparameters()
+        self.user_bias = nn.Embedding(n_users, 1)
+        nn.init.zeros_(self.user_bias.weight)
+        self.rating_scale, self.reg, self.bias_reg = tuple(rating_scale), reg, bias_reg
+        self.global_mean = nn.Parameter(torch.tensor(float(global_mean)))
+
+    def raw_rating(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
+        return self.global_mean + self.user_bias(users).squeeze(1) + self.item_bias(items).squeeze(1) + dot
+
+    def rate(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.raw_rating(users, items).clamp(*self.rating_scale)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        users, items = batch["user"], batch["item"]
+        error = F.mse_loss(self.raw_rating(users, items), batch["rating"])
+        penalty = self.reg * (self.user_factors(users).square().sum(1) + self.item_factors(items).square().sum(1))
+        bias_penalty = self.bias_reg * (self.user_bias(users).square() + self.item_bias(items).square()).squeeze(1)
+        loss = error + (penalty + bias_penalty).mean()
+        self.log("train/mse", error, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+
+class BPR(Factorization):
+    """Bayesian personalised ranking (Rendle et al., 2009): matrix factorization trained so each user scores an
+    item they interacted with above a random one, -log σ(x_ui - x_uj), with L2 on the touched rows."""
+
+    protocols = (RANKING,)
+
+    def __init__(
+        self,
+        n_users: int = 1,
+        n_items: int = 1,
+        rating_scale: tuple[float, float] = (1.0, 5.0),
+        dim: int = 64,
+        reg: float = 1e-4,
+        lr: float = 0.005,
+    ) -> None:
+        super().__init__(n_users, n_items, dim, lr)
+        self.save_hyperparameters()
+        self.reg = reg
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        user = self.user_factors(batch["user"])
+        positive, negative = self.item_factors(batch["item"]), self.item_factors(batch["negative"])
+        margin = (user * (positive - negative)).sum(1) + (
+            self.item_bias(batch["item"]) - self.item_bias(batch["negative"])
+        ).squeeze(1)
+        loss = -F.logsigmoid(margin).mean()
+        penalty = user.square().sum(1) + positive.square().sum(1) + negative.square().sum(1)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss + self.reg * penalty.mean()
+
+
+class TwoTower(Factorization):
+    """A two-tower network: the user tower is an MLP over the user's history (a multi-hot vector, with
+    dropout), the item tower an item embedding; the score is their dot product plus an item bias. Trained
+    with a full softmax over the catalogue to put each interacted item first (Covington et al., 2016;
+    Liang et al., 2018); a new user needs no retraining, only a history."""
+
+    protocols = (RANKING,)
+
+    def __init__(
+        self,
+        n_users: int = 1,
+        n_items: int = 1,
+        rating_scale: tuple[float, float] = (1.0, 5.0),
+        dim: int = 128,
+        hidden: int = 256,
+        dropout: float = 0.5,
+        weight_decay: float = 1e-5,
+        lr: float = 0.002,
+    ) -> None:
+        super().__init__(n_users, n_items, dim, lr)
+        self.save_hyperparameters()
+        self.weight_decay = weight_decay
+        self.user_tower = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(n_items, hidden), nn.Tanh(), nn.Linear(hidden, dim)
+        )
+
+    def score_all(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        user = self.user_tower(F.normalize(history, dim=1))
+        return user @ self.item_factors.weight.T + self.item_bias.weight.T
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        loss = F.cross_entropy(self.score_all(batch["user"], batch["history"]), batch["item"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def item_similarity(model: Any, item: int) -> np.ndarray | None:
+    """How alike every item is to `item`: EASE's symmetrised weights, or the cosine of learned item vectors;
+    None for models without either."""
+    if isinstance(model, ItemItem):
+        return (model.weights_[item] + model.weights_[:, item]) / 2
+    if isinstance(model, Factorization):
+        vectors = model.item_factors.weight.detach().numpy(force=True)
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return unit @ unit[item]
+    return None
+
+
+def model_protocols(model: Any) -> tuple[str, ...]:
+    return getattr(model, "protocols", (RATING, RANKING))
