@@ -129,7 +129,7 @@ def run(project: Project, argv: list[str] | None = None) -> int:
             exit_code = 130
 
     saved_argv = sys.argv
-    sys.argv = [original_argv[0], *extra, *overrides, searchpath_override()]
+    sys.argv = [original_argv[0], *_with_overrides(overrides, [*extra, searchpath_override()])]
     try:
         task()
     except SystemExit as stop:  # Hydra exits itself for --help, --cfg and config errors
@@ -137,6 +137,13 @@ def run(project: Project, argv: list[str] | None = None) -> int:
     finally:
         sys.argv = saved_argv
     return exit_code
+
+
+def _with_overrides(arguments: list[str], added: list[str]) -> list[str]:
+    """Insert overrides beside the user's own: Hydra's parser wants all overrides in one run of arguments,
+    so `model=mlp --cfg job` and `--cfg job model=mlp` both keep working."""
+    first = next((i for i, item in enumerate(arguments) if "=" in item and not item.startswith("-")), len(arguments))
+    return [*arguments[:first], *added, *arguments[first:]]
 
 
 def _pin_run_dir() -> None:

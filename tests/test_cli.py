@@ -45,6 +45,12 @@ def test_module_runs_from_any_directory_with_hydra_flags(tmp_path: Path) -> None
     assert not (elsewhere / "runs").exists()
 
 
+def test_hydra_flags_may_follow_the_overrides(tmp_path: Path) -> None:
+    result = run_module("projects.mnist", "train", "model=mlp", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "MultilayerPerceptron" in result.stdout
+
+
 def test_hydra_help_lists_the_config_groups(tmp_path: Path) -> None:
     result = run_module("projects.mnist", "train", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
