@@ -27,6 +27,16 @@ from shared.runs import read_metrics, successful_runs  # noqa: E402
 # project -> [(label, overrides)]: what `benchmark.py <project>` trains. Add a project's presets here.
 BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "mnist": [("default", [])],
+    "housing": [  # one line per model on the book's split; the target is for `ensemble` and `search`
+        ("linear", ["model=linear"]),
+        ("ridge", ["model=ridge"]),
+        ("forest", ["model=forest"]),
+        ("extra_trees", ["model=extra_trees"]),
+        ("hgb", ["model=hgb"]),
+        ("mlp", ["model=mlp"]),
+        ("ensemble", ["experiment=ensemble"]),
+        ("search", ["experiment=search"]),
+    ],
 }
 REPORTED = ("train_seconds", "samples_per_second", "epochs", "parameters", "device", "precision")
 
