@@ -175,7 +175,7 @@ class HousingData(ProjectData):
 
 
 class GeronHousing(HousingData):
-    """Géron's `housing.csv`: 20,640 districts of the 1990 census, 207 `total_bedrooms` removed, `ocean_proximity` added."""
+    """Géron's `housing.csv`: 20,640 districts, 207 `total_bedrooms` removed on purpose, `ocean_proximity` added."""
 
     dataset = "California housing (Géron's housing.csv, 1990 census via StatLib)"
 

@@ -68,7 +68,7 @@ class CrossValidated(RegressorMixin, BaseEstimator):
 
     The out-of-fold residuals give the cross-validated RMSE and a split-conformal interval: the
     `coverage` quantile of the absolute residuals, added around each prediction. `predict` returns
-    the value and, when `cv` ≥ 2, the interval's bounds as columns 1 and 2 (clipped to the census cap).
+    the value and, when `cv` ≥ 2, the interval's bounds as columns 1 and 2, all clipped to [0, `cap`].
     """
 
     def __init__(
@@ -97,17 +97,18 @@ class CrossValidated(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        value = np.asarray(self.estimator_.predict(X), dtype=float)
+        value = self.point(X)
         if self.half_width_ is None:
             return value
-        low, high = value - self.half_width_, value + self.half_width_
-        if self.cap is not None:
-            low, high = np.minimum(low, self.cap), np.minimum(high, self.cap)
-        return np.column_stack([value, np.maximum(low, 0.0), high])
+        return np.column_stack([value, self._clip(value - self.half_width_), self._clip(value + self.half_width_)])
 
     def point(self, X: Any) -> np.ndarray:
         """The point prediction alone (what permutation importance scores)."""
-        return np.asarray(self.estimator_.predict(X), dtype=float)
+        return self._clip(np.asarray(self.estimator_.predict(X), dtype=float))
+
+    def _clip(self, values: np.ndarray) -> np.ndarray:
+        """No value is negative, none above the census cap: a prediction outside is wrong by construction."""
+        return np.clip(values, 0.0, np.inf if self.cap is None else self.cap)
 
     def details(self) -> dict[str, Any]:
         """Cross-validation scores, interval width and, for a search, the chosen parameters."""
