@@ -156,6 +156,7 @@ def plot_error_by_group(evaluation: Evaluation, path: Path) -> Path:
             [f"${rmse / 1000:.0f}k\nn={count}" for rmse, count in zip(table["rmse"], table["count"], strict=True)],
             fontsize=8,
         )
+        axes.margins(y=0.15)  # room for the labels above the tallest bar
         axes.set(title=f"test RMSE by {name}", ylabel="RMSE ($)")
         axes.tick_params(axis="x", labelrotation=20)
     return save_figure(figure, path)
