@@ -195,6 +195,7 @@ def test_train_writes_a_complete_run(trained: Path) -> None:
     assert not any(name.startswith("val/") for name in metrics["metrics"]), "no validation split: k-fold CV instead"
     assert metrics["metrics"]["test/r2"] > 0.8, "the synthetic values follow a simple formula"
     assert metrics["model_details"]["cv_folds"] == 3 and metrics["data"]["test examples"] == 120
+    assert metrics["model_details"]["estimator"] == "RidgeCV"
     assert "cv_rmse_mean" in (trained / "MODEL_CARD.md").read_text()
 
 

@@ -112,7 +112,7 @@ class CrossValidated(RegressorMixin, BaseEstimator):
 
     def details(self) -> dict[str, Any]:
         """Cross-validation scores, interval width and, for a search, the chosen parameters."""
-        details: dict[str, Any] = {}
+        details: dict[str, Any] = {"estimator": describe(self.estimator_)}
         if self.cv_rmse_:
             details |= {
                 "cv_folds": self.cv,
@@ -125,6 +125,19 @@ class CrossValidated(RegressorMixin, BaseEstimator):
             details["best_params"] = {key: _plain(value) for key, value in self.estimator_.best_params_.items()}
             details["search_cv_rmse"] = round(-float(self.estimator_.best_score_), 1)
         return details
+
+
+def describe(estimator: Any) -> str:
+    """A short name for what is inside the wrappers: `StackingRegressor(ridge=RidgeCV, forest=...)`."""
+    if isinstance(estimator, CrossValidated):
+        return describe(estimator.estimator)
+    if isinstance(estimator, Pipeline):
+        return describe(estimator.steps[-1][1])
+    if isinstance(estimator, RandomizedSearchCV):
+        return f"RandomizedSearchCV({describe(estimator.estimator)})"
+    if isinstance(estimator, StackingRegressor):
+        return f"StackingRegressor({', '.join(f'{name}={describe(member)}' for name, member in estimator.estimators)})"
+    return type(estimator).__name__
 
 
 def _plain(value: Any) -> Any:
