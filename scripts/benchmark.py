@@ -31,6 +31,16 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "mnist": [("default", [])],
     "recommender": [(f"rating/{name}", [f"experiment={name}"]) for name in _RATING_MODELS]
     + [(f"ranking/{name}", [f"experiment={name}"]) for name in _RANKING_MODELS],
+    "housing": [  # one line per model on the book's split; the target is for `ensemble` and `search`
+        ("linear", ["model=linear"]),
+        ("ridge", ["model=ridge"]),
+        ("forest", ["model=forest"]),
+        ("extra_trees", ["model=extra_trees"]),
+        ("hgb", ["model=hgb"]),
+        ("mlp", ["model=mlp"]),
+        ("ensemble", ["experiment=ensemble"]),
+        ("search", ["experiment=search"]),
+    ],
 }
 # label prefix -> one extra override per fold: such presets train once per fold and report the mean of each
 # metric and the total seconds (MovieLens' official folds u1..u5, as scikit-surprise reports RMSE).

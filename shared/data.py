@@ -143,6 +143,8 @@ class ProjectData(ABC):
     validation happen in `prepare`, which the core calls once before anything else.
     """
 
+    # `train` is fitted on; every other split is evaluated after training. Data without a `val`
+    # split (model selection by cross-validation on train) lists ("train", "test").
     splits: tuple[str, ...] = ("train", "val", "test")
 
     def __init__(self, mirror_dir: str | None = None, cache_dir: str = "~/.cache/ml-portfolio") -> None:

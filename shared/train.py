@@ -41,7 +41,8 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if not fit.is_global_zero:
         return {}
     fitter.save(model, run_dir)
-    evaluations = evaluate_splits(project, fitter, model, data, cfg, ("val", "test"))
+    # Every held-out split the data has: a project that cross-validates on train instead has no `val`.
+    evaluations = evaluate_splits(project, fitter, model, data, cfg, [s for s in data.splits if s != "train"])
     plots = write_plots(project, run_dir, evaluations["test"], data, model, fit.history)
     metrics = {
         "project": project.name,

@@ -1,0 +1,267 @@
+"""Housing on tiny synthetic districts (seconds): validation, the book's split, the pipeline, train/predict/evaluate."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics import root_mean_squared_error
+
+from projects.housing.data import (
+    FEATURES,
+    TARGET,
+    TARGET_COLUMN,
+    GeronHousing,
+    SyntheticHousing,
+    from_sklearn,
+    income_category,
+    split,
+    synthetic_frame,
+    validate,
+)
+from projects.housing.evaluate import score
+from projects.housing.features import make_preprocessor
+from projects.housing.models import CrossValidated, TorchMLPRegressor, pipeline
+from shared.errors import DataError
+
+SMOKE = ["data=synthetic", "model=ridge", "cv.folds=3"]
+COLUMNS = (*FEATURES, TARGET_COLUMN)
+
+
+def _runs(isolated: Path) -> list[Path]:
+    return sorted(metrics.parent for metrics in (isolated / "runs" / "housing").rglob("metrics.json"))
+
+
+@pytest.fixture
+def trained(cli, isolated: Path) -> Path:
+    result = cli("housing", "train", *SMOKE)
+    assert result.code == 0, result.err
+    [run] = _runs(isolated)
+    return run
+
+
+# --- validation ------------------------------------------------------------------------------
+def test_a_good_frame_passes_and_numbers_become_floats() -> None:
+    frame = synthetic_frame(50)
+    frame["housing_median_age"] = frame["housing_median_age"].astype(int)
+    checked = validate(frame, COLUMNS, "x.csv")
+    assert checked["housing_median_age"].dtype == float and len(checked) == 50
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        (
+            "ocean_proximity",
+            "MARS",
+            "column 'ocean_proximity' has 1 bad value(s); first, on line 5: ocean_proximity 'MARS'",
+        ),
+        (
+            "median_income",
+            "lots",
+            "column 'median_income' has 1 bad value(s); first, on line 5: median_income 'lots' is not",
+        ),
+        ("latitude", 91.0, "column 'latitude' has 1 bad value(s); first, on line 5: latitude 91 is outside [32, 42.5]"),
+        (TARGET, 900_000.0, f"column '{TARGET}' has 1 bad value(s)"),
+        ("population", np.nan, "population is empty"),
+    ],
+)
+def test_each_bad_value_names_its_column_and_line(column: str, value: object, message: str) -> None:
+    frame = synthetic_frame(20)
+    frame[column] = frame[column].astype(object)
+    frame.loc[3, column] = value
+    with pytest.raises(DataError) as caught:
+        validate(frame, COLUMNS, "x.csv")
+    assert message in str(caught.value)
+
+
+def test_missing_bedrooms_are_allowed_like_the_real_file() -> None:
+    frame = synthetic_frame(20)
+    frame.loc[:5, "total_bedrooms"] = np.nan
+    assert validate(frame, COLUMNS, "x.csv")["total_bedrooms"].isna().sum() == 6
+
+
+def test_a_missing_column_is_named() -> None:
+    with pytest.raises(DataError, match="lacks the column\\(s\\) households"):
+        validate(synthetic_frame(20).drop(columns="households"), COLUMNS, "x.csv")
+
+
+def test_a_wrong_mirror_file_stops_train_with_a_clear_error(cli, isolated: Path, monkeypatch) -> None:
+    folder = isolated / "mirror" / "california-housing"
+    folder.mkdir(parents=True)
+    (folder / "housing.csv").write_text("b'longitude,latitude\\n1,2\\n")
+    monkeypatch.setenv("PORTFOLIO_DATA_DIR", str(isolated / "mirror"))
+    result = cli("housing", "train")
+    assert result.code == 1 and "housing.csv (mirror) is corrupt" in result.err and "Traceback" not in result.err
+    assert not list((isolated / "runs" / "housing").glob("*")), "a failed train must not leave a run behind"
+
+
+def test_prepare_validates_what_it_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(GeronHousing, "load", lambda self: (synthetic_frame(30).drop(columns="median_income"), "f.csv"))
+    with pytest.raises(DataError, match=r"f\.csv lacks the column\(s\) median_income"):
+        GeronHousing().prepare()
+
+
+def test_no_data_offline_names_the_file_and_both_fixes(cli, no_mirror: None) -> None:
+    result = cli("housing", "train")
+    assert result.code == 1
+    assert "housing.csv" in result.err and "PORTFOLIO_DATA_DIR" in result.err and "Traceback" not in result.err
+
+
+def test_sklearn_copy_offline_is_a_clear_error(cli) -> None:
+    result = cli("housing", "train", "data=sklearn_california")
+    assert result.code == 1 and "cannot be downloaded" in result.err and "network access" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_sklearn_columns_become_gerons() -> None:
+    sklearn_frame = pd.DataFrame(
+        {"MedInc": [8.3], "HouseAge": [41.0], "AveRooms": [7.0], "AveBedrms": [1.0], "Population": [322.0],
+         "AveOccup": [2.5], "Latitude": [37.88], "Longitude": [-122.23], "MedHouseVal": [4.526]}
+    )  # fmt: skip
+    row = from_sklearn(sklearn_frame).iloc[0]
+    assert row["households"] == 129 and row["total_rooms"] == 903 and row["total_bedrooms"] == 129
+    assert row[TARGET] == pytest.approx(452_600)
+
+
+# --- split -----------------------------------------------------------------------------------
+def test_split_is_reproducible_stratified_and_disjoint() -> None:
+    frame = synthetic_frame(1000, seed=3)
+    first, second = split(frame), split(frame)
+    assert first[0].index.equals(second[0].index) and first[1].index.equals(second[1].index)
+    train, test = first
+    assert len(test) == 200 and not set(train.index) & set(test.index)
+    overall = income_category(frame["median_income"]).value_counts(normalize=True).sort_index()
+    held_out = income_category(test["median_income"]).value_counts(normalize=True).sort_index()
+    assert np.abs(overall - held_out).max() < 0.01, "stratified: every income band keeps its share"
+    assert not split(frame, seed=1)[1].index.equals(test.index)
+
+
+# --- features and models ---------------------------------------------------------------------
+def test_preprocessor_imputes_and_names_every_feature() -> None:
+    frame = synthetic_frame(200)
+    frame.loc[:20, "total_bedrooms"] = np.nan
+    inputs = frame.drop(columns=TARGET)
+    preprocessor = make_preprocessor(n_clusters=5, rotations=2)
+    features = preprocessor.fit_transform(inputs)
+    names = list(preprocessor.get_feature_names_out())
+    assert features.shape == (200, len(names)) and not np.isnan(features).any()
+    assert {"bedrooms_per_room", "people_per_household", "cluster_4_similarity", "rotated_30deg"} <= set(names)
+    assert "ocean_proximity_INLAND" in names
+    without = make_preprocessor(n_clusters=5).fit(inputs.drop(columns="ocean_proximity"))
+    assert not any(name.startswith("ocean") for name in without.get_feature_names_out())
+
+
+def test_cross_validation_gives_scores_and_an_interval_that_covers() -> None:
+    frame = synthetic_frame(600, seed=1)
+    train, test = split(frame)
+    model = CrossValidated(pipeline(LinearRegression(), {"n_clusters": 3}), cv=5, coverage=0.9).fit(
+        train.drop(columns=TARGET), train[TARGET]
+    )
+    outputs = model.predict(test.drop(columns=TARGET))
+    assert outputs.shape == (len(test), 3) and (outputs[:, 1] <= outputs[:, 0]).all()
+    metrics = score(test[TARGET].to_numpy(), outputs)
+    assert 0.8 <= metrics["interval_coverage"] <= 1.0
+    assert metrics["rmse_ci_low"] < metrics["rmse"] < metrics["rmse_ci_high"] and metrics["r2"] > 0.8
+    details = model.details()
+    assert details["cv_folds"] == 5 and 10_000 < details["cv_rmse_mean"] < 30_000
+    assert (
+        CrossValidated(LinearRegression(), cv=0).fit(np.ones((5, 1)), np.arange(5)).predict(np.ones((2, 1))).ndim == 1
+    )
+
+
+def test_torch_mlp_learns_a_smooth_function() -> None:
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(400, 3))
+    targets = 3 * inputs[:, 0] - 2 * inputs[:, 1] ** 2 + 100
+    model = TorchMLPRegressor(hidden=(32,), max_epochs=40, patience=40, batch_size=64).fit(inputs, targets)
+    assert root_mean_squared_error(targets, model.predict(inputs)) < 0.5 * targets.std()
+
+
+# --- train, evaluate, compare, predict -------------------------------------------------------
+def test_train_writes_a_complete_run(trained: Path) -> None:
+    names = {path.relative_to(trained).as_posix() for path in trained.rglob("*") if path.is_file()}
+    plots = ("map", "correlations", "distributions", "predicted_vs_actual", "residuals", "error_by_group")
+    for expected in ("config.yaml", "model.joblib", "MODEL_CARD.md", *(f"plots/{plot}.png" for plot in plots)):
+        assert expected in names
+    assert "plots/permutation_importance.png" in names
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert set(metrics["metrics"]) >= {"test/rmse", "test/mae", "test/r2", "test/interval_coverage"}
+    assert not any(name.startswith("val/") for name in metrics["metrics"]), "no validation split: k-fold CV instead"
+    assert metrics["metrics"]["test/r2"] > 0.8, "the synthetic values follow a simple formula"
+    assert metrics["model_details"]["cv_folds"] == 3 and metrics["data"]["test examples"] == 120
+    assert metrics["model_details"]["estimator"] == "RidgeCV"
+    assert "cv_rmse_mean" in (trained / "MODEL_CARD.md").read_text()
+
+
+def test_evaluate_and_compare_read_the_runs(cli, trained: Path, isolated: Path) -> None:
+    result = cli("housing", "evaluate")
+    assert result.code == 0, result.err
+    logged = json.loads((trained / "metrics.json").read_text())["metrics"]["test/rmse"]
+    assert json.loads((trained / "evaluation.json").read_text())["metrics"]["test/rmse"] == pytest.approx(logged)
+    assert cli("housing", "train", "data=synthetic", "model=linear", "cv.folds=0").code == 0
+    result = cli("housing", "compare", "sort=test/rmse")
+    assert result.code == 0 and "-ridge" in result.out and "-linear" in result.out  # runs are named by model
+    table = pd.read_csv(isolated / "runs" / "housing" / "comparison.csv")
+    assert len(table) == 2 and table["test/rmse"].is_monotonic_increasing
+
+
+def _test_rows(path: Path) -> pd.DataFrame:
+    data = SyntheticHousing()
+    data.prepare()
+    data.frame("test").to_csv(path, index=False)
+    return data.frame("test")
+
+
+def test_predict_round_trip_recomputes_the_logged_rmse(cli, trained: Path, tmp_path: Path) -> None:
+    test = _test_rows(tmp_path / "districts.csv")
+    output = tmp_path / "out" / "preds.csv"
+    result = cli("housing", "predict", f"input={tmp_path / 'districts.csv'}", f"output={output}")
+    assert result.code == 0, result.err
+    predictions = pd.read_csv(output)
+    assert list(predictions.columns) == ["input", TARGET, "interval_low", "interval_high", "error"]
+    logged = json.loads((trained / "metrics.json").read_text())["metrics"]
+    rmse = root_mean_squared_error(test[TARGET], predictions[TARGET])
+    assert rmse == pytest.approx(logged["test/rmse"], abs=1.0)  # predictions are written rounded to the dollar
+    inside = (test[TARGET].to_numpy() >= predictions["interval_low"]) & (
+        test[TARGET].to_numpy() <= predictions["interval_high"]
+    )
+    assert inside.mean() == pytest.approx(logged["test/interval_coverage"], abs=0.01)
+
+
+def test_predict_keeps_good_rows_past_bad_ones(cli, trained: Path, tmp_path: Path) -> None:
+    frame = _test_rows(tmp_path / "districts.csv").head(4).drop(columns=TARGET).astype(object)
+    frame["district_id"] = ["a", "b", "c", "d"]
+    frame.loc[frame.index[1], "ocean_proximity"] = "MARS"
+    frame.loc[frame.index[2], "median_income"] = "rich"
+    frame.loc[frame.index[3], ["total_bedrooms", "housing_median_age"]] = ""
+    frame.to_csv(tmp_path / "mixed.csv", index=False)
+    output = tmp_path / "preds.csv"
+    result = cli("housing", "predict", f"input={tmp_path / 'mixed.csv'}", f"output={output}")
+    assert result.code == 3, "some rows failed: the exit code says so"
+    rows = list(csv.DictReader(output.open()))
+    assert [bool(row["error"]) for row in rows] == [False, True, True, False]
+    assert "ocean_proximity 'MARS' is not one of" in rows[1]["error"] and "median_income 'rich'" in rows[2]["error"]
+    assert float(rows[3][TARGET]) > 0, "empty cells are imputed as in training"
+    assert "ignoring column(s) the model does not use: district_id" in result.out + result.err
+
+
+def test_predict_missing_column_names_it_and_writes_nothing(cli, trained: Path, tmp_path: Path) -> None:
+    _test_rows(tmp_path / "districts.csv").drop(columns=["latitude", TARGET]).to_csv(tmp_path / "x.csv", index=False)
+    output = tmp_path / "preds.csv"
+    result = cli("housing", "predict", f"input={tmp_path / 'x.csv'}", f"output={output}")
+    assert result.code == 1 and "lacks the column(s) latitude" in result.err and "Traceback" not in result.err
+    assert not output.exists()
+
+
+def test_same_seed_same_result(cli, isolated: Path) -> None:
+    for name in ("a", "b"):
+        mlp = ["model.estimator.regressor.hidden=[16]", "model.estimator.regressor.max_epochs=3"]
+        assert cli("housing", "train", "data=synthetic", "model=mlp", *mlp, "cv.folds=2", f"name={name}").code == 0
+    first, second = (json.loads((run / "metrics.json").read_text())["metrics"] for run in _runs(isolated))
+    assert first == second
