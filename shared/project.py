@@ -59,6 +59,9 @@ class Project:
     summary: ClassVar[str] = ""
     intended_use: ClassVar[str] = ""
     limitations: ClassVar[str] = ""
+    # Config keys whose command-line values are free text (`text=it's great, really`): the CLI quotes them
+    # for Hydra, so commas, quotes and `${` reach the project verbatim instead of being parsed as grammar.
+    free_text_keys: ClassVar[tuple[str, ...]] = ()
 
     # --- data and models ------------------------------------------------------------------
     def build_data(self, cfg: DictConfig, paths: DictConfig) -> ProjectData:
@@ -99,3 +102,12 @@ class Project:
     def prediction_columns(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         """One dict of output columns (label, probability, ...) per row of `outputs`."""
         raise NotImplementedError
+
+    def annotate_predictions(
+        self, model: Any, values: list[Any], columns: list[dict[str, Any]], cfg: DictConfig
+    ) -> list[dict[str, Any]]:
+        """Columns that need the model or the inputs as well as the outputs (explanations, warnings).
+
+        Gets the readable items' values and their `prediction_columns`; returns the rows to write.
+        """
+        return columns
