@@ -8,6 +8,7 @@ runs, so Lightning's DDP launcher re-executes the same command line for the othe
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -90,7 +91,9 @@ def quote_free_text(override: str, keys: tuple[str, ...]) -> str:
     key, separator, value = override.partition("=")
     if not separator or key not in keys or (len(value) > 1 and value[0] == value[-1] and value[0] in "'\""):
         return override
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
+    # Hydra unescapes backslashes only before a quote: double those, escape the quotes, and `${` for OmegaConf.
+    escaped = re.sub(r"(\\*)('|$)", lambda match: 2 * match[1] + ("\\'" if match[2] else ""), value)
+    escaped = escaped.replace("${", "\\${")
     return f"{key}='{escaped}'"
 
 

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from shared.data import ProjectData
 from shared.errors import UsageError
 from shared.io import atomic_path
+from shared.project import build
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class LightningFitter(Fitter):
         return path
 
     def load(self, model_cfg: DictConfig, run_dir: Path) -> LightningModule:
-        model = instantiate(model_cfg, _convert_="all")
+        model = build(model_cfg)  # a PortfolioError from the constructor stays readable
         model.load_state_dict(_read_state_dict(run_dir / self.artifact))
         model.eval()
         return model

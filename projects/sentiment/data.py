@@ -332,7 +332,24 @@ class TextTable(TextData):
 
 POSITIVE_WORDS = ("good", "great", "wonderful", "superb", "moving", "delightful", "brilliant", "funny")
 NEGATIVE_WORDS = ("bad", "awful", "boring", "dull", "terrible", "tedious", "clumsy", "pointless")
-FILLER_WORDS = ("the", "film", "a", "movie", "plot", "is", "was", "acting", "story", "it", "and", "cast", "this")
+FILLER_WORDS = (
+    "the",
+    "film",
+    "films",
+    "a",
+    "movie",
+    "movies",
+    "plot",
+    "is",
+    "was",
+    "acting",
+    "actors",
+    "story",
+    "stories",
+    "it",
+    "and",
+    "this",
+)
 
 
 def toy_reviews(count: int, seed: int) -> tuple[list[str], np.ndarray]:

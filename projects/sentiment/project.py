@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from projects.sentiment import evaluate, predict
@@ -16,7 +15,7 @@ from projects.sentiment.evaluate import format_explanation
 from projects.sentiment.linear import chosen_C
 from projects.sentiment.models import RecurrentClassifier, TransformerClassifier, explain, truncated
 from shared.data import ProjectData
-from shared.project import Command, Evaluation, PredictItem, Project
+from shared.project import Command, Evaluation, PredictItem, Project, build
 
 
 class SentimentProject(Project):
@@ -38,7 +37,7 @@ class SentimentProject(Project):
 
     def build_model(self, cfg: DictConfig, data: ProjectData) -> Any:
         """The model of `cfg.model`; a recurrent one also gets its vocabulary from the training texts."""
-        model = instantiate(cfg.model, _convert_="all")
+        model = build(cfg.model)
         if isinstance(model, RecurrentClassifier):
             model.fit_vocabulary(data.inputs("train"))
         return model
