@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py mnist                 # the default preset
     python scripts/benchmark.py mnist trainer=gpu     # extra overrides go to every preset
+    python scripts/benchmark.py sentiment --preset tfidf_lr --preset tfidf_lr/rt-polarity-10-fold
 
 Each preset is trained through the project's own command line, exactly as a user would run it,
 into a runs folder of its own (`runs/benchmark/` unless PORTFOLIO_RUNS_DIR is set); the line
@@ -14,6 +15,7 @@ import argparse
 import importlib
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,8 +27,18 @@ from shared.cli import run  # noqa: E402
 from shared.runs import read_metrics, successful_runs  # noqa: E402
 
 # project -> [(label, overrides)]: what `benchmark.py <project>` trains. Add a project's presets here.
+# A preset with `-m` is a Hydra sweep (cross-validation folds): its runs are averaged into one line.
+RT_FOLDS = ["-m", "data=rt_polarity", "data.fold=range(0,10)"]
 BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "mnist": [("default", [])],
+    "sentiment": [
+        ("tfidf_lr", ["model=tfidf_lr"]),
+        ("tfidf_lr/rt-polarity-10-fold", ["model=tfidf_lr", *RT_FOLDS]),
+        ("bilstm", ["experiment=bilstm"]),
+        ("bilstm/rt-polarity-10-fold", ["experiment=bilstm", *RT_FOLDS]),
+        ("transformer_cpu", ["experiment=transformer_cpu"]),
+        ("transformer", ["experiment=transformer"]),  # the full preset: for a GPU
+    ],
 }
 REPORTED = ("train_seconds", "samples_per_second", "epochs", "parameters", "device", "precision")
 
@@ -44,16 +56,34 @@ def benchmark(project: str, label: str, overrides: list[str]) -> dict[str, objec
     wall = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"benchmark {project}/{label} failed with exit code {code}")
-    [run_dir] = [path for path in successful_runs(runs_dir, project) if path not in before]
-    metrics = read_metrics(run_dir)
-    return {
-        "project": project,
-        "preset": label,
-        **metrics["metrics"],
-        **{key: metrics.get(key) for key in REPORTED},
-        "wall_seconds": round(wall, 1),
-        "run": str(run_dir),
-    }
+    run_dirs = [path for path in successful_runs(runs_dir, project) if path not in before]
+    if len(run_dirs) == 1:
+        metrics = read_metrics(run_dirs[0])
+        return {
+            "project": project,
+            "preset": label,
+            **metrics["metrics"],
+            **{key: metrics.get(key) for key in REPORTED},
+            "test_data": metrics["data"].get("test set") or metrics["data"].get("dataset"),
+            "wall_seconds": round(wall, 1),
+            "run": str(run_dirs[0]),
+        }
+    return {"project": project, "preset": label, **average(run_dirs), "wall_seconds": round(wall, 1)}
+
+
+def average(run_dirs: list[Path]) -> dict[str, object]:
+    """One line for the runs of a sweep (the folds of a cross-validation): mean and spread of each metric."""
+    runs = [read_metrics(path) for path in run_dirs]
+    line: dict[str, object] = {"runs": len(runs)}
+    for name in runs[0]["metrics"]:
+        values = [run["metrics"][name] for run in runs]
+        line[name] = round(statistics.fmean(values), 5)
+        line[f"{name}_std"] = round(statistics.stdev(values), 5) if len(values) > 1 else 0.0
+    line["train_seconds"] = round(sum(run["train_seconds"] for run in runs), 1)  # all folds together
+    line.update({key: runs[0].get(key) for key in ("epochs", "parameters", "device", "precision")})
+    line["test_data"] = runs[0]["data"].get("dataset")
+    line["runs_dir"] = str(Path(os.path.commonpath([str(path) for path in run_dirs])))
+    return line
 
 
 def main() -> None:
