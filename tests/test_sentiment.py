@@ -124,6 +124,12 @@ def test_no_sst2_offline_exits_nonzero_naming_files_and_fixes(cli, no_mirror: No
     assert "train.tsv" in result.err and "dev.tsv" in result.err and "PORTFOLIO_DATA_DIR" in result.err
 
 
+def test_csv_data_without_a_path_is_a_clear_error(cli, isolated: Path) -> None:
+    result = cli("sentiment", "train", "data=csv")
+    assert result.code == 1 and "data.path=FILE" in result.err
+    assert not (isolated / "runs" / "sentiment").exists() or not any((isolated / "runs" / "sentiment").iterdir())
+
+
 def test_rt_polarity_fold_out_of_range_is_a_clear_error(cli) -> None:
     result = cli("sentiment", "train", "data=rt_polarity", "data.fold=10")
     assert result.code == 1 and "data.fold=0..9" in result.err

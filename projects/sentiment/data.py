@@ -8,7 +8,6 @@ the data that is reported, so hyperparameters and checkpoints are chosen without
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -379,8 +378,3 @@ class ToyReviews(TextData):
     def load(self) -> dict[str, tuple[list[str], np.ndarray]]:
         return {"train": toy_reviews(self.train_size, self.seed), "test": toy_reviews(self.test_size, self.seed + 1)}
 
-
-def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Rows as JSON Lines (for tests and examples)."""
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
