@@ -29,17 +29,20 @@ from shared.cli import run  # noqa: E402
 from shared.runs import read_metrics, successful_runs  # noqa: E402
 
 # project -> [(label, overrides)]: what `benchmark.py <project>` trains. Add a project's presets here.
-# A preset with `-m` is a Hydra sweep (cross-validation folds): its runs are averaged into one line.
-RT_FOLDS = ["-m", "data=rt_polarity", "data.fold=range(0,10)"]
+# A preset starting with `-m` is a Hydra sweep (cross-validation folds): its runs are averaged into one line.
+RT_FOLDS = ["data=rt_polarity", "data.fold=range(0,10)"]
 BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "mnist": [("default", [])],
     "sentiment": [
         ("tfidf_lr", ["model=tfidf_lr"]),
-        ("tfidf_lr/rt-polarity-10-fold", ["model=tfidf_lr", *RT_FOLDS]),
+        ("tfidf_lr/rt-polarity-10-fold", ["-m", "model=tfidf_lr", *RT_FOLDS]),
         ("bilstm", ["experiment=bilstm"]),
-        ("bilstm/rt-polarity-10-fold", ["experiment=bilstm", *RT_FOLDS]),
+        ("bilstm/rt-polarity-10-fold", ["-m", "experiment=bilstm", *RT_FOLDS]),
         ("transformer_cpu", ["experiment=transformer_cpu"]),
-        ("transformer_cpu/rt-polarity-10-fold", ["experiment=transformer_cpu", "data.train_limit=null", *RT_FOLDS]),
+        (
+            "transformer_cpu/rt-polarity-10-fold",
+            ["-m", "experiment=transformer_cpu", "data.train_limit=null", *RT_FOLDS],
+        ),
         ("transformer", ["experiment=transformer"]),
     ],
 }
@@ -105,6 +108,7 @@ def main() -> None:
             print(f"skipping {label}: it is meant for a GPU (name it with --preset to run it anyway)", file=sys.stderr)
             continue
         lines.append(benchmark(arguments.project, label, [*overrides, *arguments.overrides]))
+        print(f"benchmark {json.dumps(lines[-1])}", file=sys.stderr, flush=True)  # kept if a later preset fails
     for line in lines:  # together at the end, after the training logs
         print(json.dumps(line))
 

@@ -377,4 +377,3 @@ class ToyReviews(TextData):
 
     def load(self) -> dict[str, tuple[list[str], np.ndarray]]:
         return {"train": toy_reviews(self.train_size, self.seed), "test": toy_reviews(self.test_size, self.seed + 1)}
-

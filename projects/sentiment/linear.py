@@ -67,14 +67,14 @@ def tfidf_logistic_regression(
             )
         )
     if C is None:
-        # scikit-learn ≥ 1.9 warns unless told to use its new (scalar) attributes; older ones lack the option
+        # scikit-learn ≥ 1.9 warns unless told its new attributes and a plain L2 penalty; older ones lack the options
         modern = "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters
         classifier: Any = LogisticRegressionCV(
             Cs=list(Cs),
             cv=ShuffleSplit(1, test_size=0.1, random_state=0) if cv == 1 else cv,
             scoring="accuracy",
             max_iter=max_iter,
-            **({"use_legacy_attributes": False} if modern else {}),
+            **({"use_legacy_attributes": False, "l1_ratios": (0.0,)} if modern else {}),
         )
     else:
         classifier = LogisticRegression(C=C, max_iter=max_iter)
