@@ -305,6 +305,7 @@ class TransformerClassifier(TextClassifier):
                 f"use model.pretrained={PACKAGED_MINILM} (packaged, offline), a local model folder, or a hub "
                 "name on a machine with network access (HF_HUB_OFFLINE unset).",
             ) from error
+        self.encoder.train()  # from_pretrained leaves it in eval mode, and Lightning keeps submodules' modes
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.config.hidden_size, 2))
 
     def encode(self, texts: Sequence[str]) -> Batch:
