@@ -2,7 +2,8 @@
 
     python scripts/benchmark.py mnist                 # the default preset
     python scripts/benchmark.py mnist trainer=gpu     # extra overrides go to every preset
-    python scripts/benchmark.py recommender --preset rating/mf   # rating presets run the 5 folds
+    python scripts/benchmark.py sentiment --preset tfidf_lr --preset tfidf_lr/rt-polarity-10-fold
+    python scripts/benchmark.py recommender --preset rating/mf   # rating presets sweep the 5 official folds
 
 Each preset is trained through the project's own command line, exactly as a user would run it,
 into a runs folder of its own (`runs/benchmark/` unless PORTFOLIO_RUNS_DIR is set); the line
@@ -15,6 +16,7 @@ import argparse
 import importlib
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,15 +24,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import torch  # noqa: E402
+
 from shared.cli import run  # noqa: E402
 from shared.runs import read_metrics, successful_runs  # noqa: E402
 
 # project -> [(label, overrides)]: what `benchmark.py <project>` trains. Add a project's presets here.
+# A preset starting with `-m` is a Hydra sweep (cross-validation folds): its runs are averaged into one line.
+RT_FOLDS = ["data=rt_polarity", "data.fold=range(0,10)"]
+# MovieLens' official folds u1..u5, as scikit-surprise reports RMSE.
 _RATING_MODELS, _RANKING_MODELS = ("global_mean", "bias", "mf"), ("popularity", "item_item", "bpr", "two_tower")
 BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "mnist": [("default", [])],
-    "recommender": [(f"rating/{name}", [f"experiment={name}"]) for name in _RATING_MODELS]
-    + [(f"ranking/{name}", [f"experiment={name}"]) for name in _RANKING_MODELS],
     "housing": [  # one line per model on the book's split; the target is for `ensemble` and `search`
         ("linear", ["model=linear"]),
         ("ridge", ["model=ridge"]),
@@ -41,10 +46,23 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
         ("ensemble", ["experiment=ensemble"]),
         ("search", ["experiment=search"]),
     ],
+    "recommender": [(f"rating/{name}", ["-m", f"experiment={name}", "data.fold=range(1,6)"]) for name in _RATING_MODELS]
+    + [(f"ranking/{name}", [f"experiment={name}"]) for name in _RANKING_MODELS],
+    "sentiment": [
+        ("tfidf_lr", ["model=tfidf_lr"]),
+        ("tfidf_lr/rt-polarity-10-fold", ["-m", "model=tfidf_lr", *RT_FOLDS]),
+        ("bilstm", ["experiment=bilstm"]),
+        ("bilstm/rt-polarity-10-fold", ["-m", "experiment=bilstm", *RT_FOLDS]),
+        ("transformer_cpu", ["experiment=transformer_cpu"]),
+        (
+            "transformer_cpu/rt-polarity-10-fold",
+            ["-m", "experiment=transformer_cpu", "data.train_limit=null", *RT_FOLDS],
+        ),
+        ("transformer", ["experiment=transformer"]),
+    ],
 }
-# label prefix -> one extra override per fold: such presets train once per fold and report the mean of each
-# metric and the total seconds (MovieLens' official folds u1..u5, as scikit-surprise reports RMSE).
-FOLDS: dict[str, list[str]] = {"rating/": [f"data.fold={fold}" for fold in range(1, 6)]}
+# Presets that take hours on a CPU: run only on a machine with a GPU, or when named with --preset.
+GPU_PRESETS = {("sentiment", "transformer")}
 REPORTED = ("train_seconds", "samples_per_second", "epochs", "parameters", "device", "precision")
 
 
@@ -61,29 +79,33 @@ def benchmark(project: str, label: str, overrides: list[str]) -> dict[str, objec
     wall = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"benchmark {project}/{label} failed with exit code {code}")
-    [run_dir] = [path for path in successful_runs(runs_dir, project) if path not in before]
-    metrics = read_metrics(run_dir)
-    return {
-        "project": project,
-        "preset": label,
-        **metrics["metrics"],
-        **{key: metrics.get(key) for key in REPORTED},
-        "wall_seconds": round(wall, 1),
-        "run": str(run_dir),
-    }
+    run_dirs = [path for path in successful_runs(runs_dir, project) if path not in before]
+    if len(run_dirs) == 1:
+        metrics = read_metrics(run_dirs[0])
+        return {
+            "project": project,
+            "preset": label,
+            **metrics["metrics"],
+            **{key: metrics.get(key) for key in REPORTED},
+            "test_data": metrics["data"].get("test set") or metrics["data"].get("dataset"),
+            "wall_seconds": round(wall, 1),
+            "run": str(run_dirs[0]),
+        }
+    return {"project": project, "preset": label, **average(run_dirs), "wall_seconds": round(wall, 1)}
 
 
-def benchmark_folds(project: str, label: str, overrides: list[str]) -> dict[str, object]:
-    """One preset over its folds (or once): metrics averaged, seconds summed, each fold's run listed."""
-    folds = next((extra for prefix, extra in FOLDS.items() if label.startswith(prefix)), None)
-    if folds is None:
-        return benchmark(project, label, overrides)
-    lines = [benchmark(project, label, [*overrides, fold]) for fold in folds]
-    line: dict[str, object] = {**lines[0], "folds": len(lines), "run": [entry["run"] for entry in lines]}
-    for key, value in lines[0].items():
-        if isinstance(value, float) and key != "samples_per_second":
-            total = sum(float(entry[key]) for entry in lines)  # type: ignore[arg-type]
-            line[key] = round(total if key.endswith("seconds") else total / len(lines), 4)
+def average(run_dirs: list[Path]) -> dict[str, object]:
+    """One line for the runs of a sweep (the folds of a cross-validation): mean and spread of each metric."""
+    runs = [read_metrics(path) for path in run_dirs]
+    line: dict[str, object] = {"runs": len(runs)}
+    for name in runs[0]["metrics"]:
+        values = [run["metrics"][name] for run in runs]
+        line[name] = round(statistics.fmean(values), 5)
+        line[f"{name}_std"] = round(statistics.stdev(values), 5) if len(values) > 1 else 0.0
+    line["train_seconds"] = round(sum(run["train_seconds"] for run in runs), 1)  # all folds together
+    line.update({key: runs[0].get(key) for key in ("epochs", "parameters", "device", "precision")})
+    line["test_data"] = runs[0]["data"].get("dataset")
+    line["runs_dir"] = str(Path(os.path.commonpath([str(path) for path in run_dirs])))
     return line
 
 
@@ -97,7 +119,11 @@ def main() -> None:
     for label, overrides in BENCHMARKS[arguments.project]:
         if arguments.preset and label not in arguments.preset:
             continue
-        lines.append(benchmark_folds(arguments.project, label, [*overrides, *arguments.overrides]))
+        if not arguments.preset and (arguments.project, label) in GPU_PRESETS and not torch.cuda.is_available():
+            print(f"skipping {label}: it is meant for a GPU (name it with --preset to run it anyway)", file=sys.stderr)
+            continue
+        lines.append(benchmark(arguments.project, label, [*overrides, *arguments.overrides]))
+        print(f"benchmark {json.dumps(lines[-1])}", file=sys.stderr, flush=True)  # kept if a later preset fails
     for line in lines:  # together at the end, after the training logs
         print(json.dumps(line))
 

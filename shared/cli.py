@@ -8,6 +8,7 @@ runs, so Lightning's DDP launcher re-executes the same command line for the othe
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import sys
 import warnings
@@ -83,13 +84,27 @@ def usage(project: Project) -> str:
     return "\n".join(lines)
 
 
+def quote_free_text(override: str, keys: tuple[str, ...]) -> str:
+    """`text=it's good, really` → `text='it\\'s good, really'`: Hydra reads a free-text value as one string.
+
+    Values already quoted are left alone; `${` is escaped so OmegaConf does not read it as an interpolation.
+    """
+    key, separator, value = override.partition("=")
+    if not separator or key not in keys or (len(value) > 1 and value[0] == value[-1] and value[0] in "'\""):
+        return override
+    # Hydra unescapes backslashes only before a quote: double those, escape the quotes, and `${` for OmegaConf.
+    escaped = re.sub(r"(\\*)('|$)", lambda match: 2 * match[1] + ("\\'" if match[2] else ""), value)
+    escaped = escaped.replace("${", "\\${")
+    return f"{key}='{escaped}'"
+
+
 def run(project: Project, argv: list[str] | None = None) -> int:
     """Run one command line and return its exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or arguments[0] in ("-h", "--help", "help"):
         print(usage(project))
         return 0 if arguments else 2
-    name, overrides = arguments[0], arguments[1:]
+    name, overrides = arguments[0], [quote_free_text(item, project.free_text_keys) for item in arguments[1:]]
     commands = commands_of(project)
     if name not in commands:
         print(f"error: unknown command '{name}'. Valid commands: {', '.join(commands)}.", file=sys.stderr)

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from shared.data import ProjectData
 from shared.errors import UsageError
 from shared.io import atomic_path
+from shared.project import build
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class LightningFitter(Fitter):
     def load(self, model_cfg: DictConfig, run_dir: Path) -> LightningModule:
         checkpoint = torch.load(run_dir / self.artifact, map_location="cpu", weights_only=True)
         saved = {key: value for key, value in checkpoint.get("hyper_parameters", {}).items() if key not in model_cfg}
-        model = instantiate(model_cfg, **saved, _convert_="all")
+        model = build(model_cfg, **saved)  # a PortfolioError from the constructor stays readable
         model.load_state_dict(checkpoint["state_dict"])
         model.eval()
         return model

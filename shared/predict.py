@@ -40,8 +40,9 @@ def predict_command(project: Project, cfg: DictConfig) -> int:
     readable = [item for item in items if item.error is None]
     columns: list[dict[str, Any]] = []
     if readable:
-        outputs = fitter.predict(model, data, project.stack_inputs([item.value for item in readable]), cfg)
-        columns = project.prediction_columns(outputs)
+        values = [item.value for item in readable]
+        outputs = fitter.predict(model, data, project.stack_inputs(values), cfg)
+        columns = project.annotate_predictions(model, values, project.prediction_columns(outputs), cfg)
     by_name = {id(item): values for item, values in zip(readable, columns, strict=True)}
     rows = [{"input": item.name, **by_name.get(id(item), {}), "error": item.error or ""} for item in items]
     write_rows(output, rows)

@@ -13,10 +13,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from shared.data import ProjectData
+from shared.errors import PortfolioError
+
+
+def build(node: DictConfig, **extra: Any) -> Any:
+    """Hydra-instantiate `node` with plain Python values. A `PortfolioError` raised by the constructor (a
+    bad option the user can fix) comes out as itself, not wrapped in Hydra's InstantiationException."""
+    try:
+        return instantiate(node, **extra, _convert_="all")
+    except InstantiationException as error:
+        if isinstance(error.__cause__, PortfolioError):
+            raise error.__cause__ from None
+        raise
 
 
 @dataclass
@@ -59,15 +72,18 @@ class Project:
     summary: ClassVar[str] = ""
     intended_use: ClassVar[str] = ""
     limitations: ClassVar[str] = ""
+    # Config keys whose command-line values are free text (`text=it's great, really`): the CLI quotes them
+    # for Hydra, so commas, quotes and `${` reach the project verbatim instead of being parsed as grammar.
+    free_text_keys: ClassVar[tuple[str, ...]] = ()
 
     # --- data and models ------------------------------------------------------------------
     def build_data(self, cfg: DictConfig, paths: DictConfig) -> ProjectData:
         """The data object of `cfg.data`, told where the mirror and the cache are."""
-        return instantiate(cfg.data, mirror_dir=paths.get("mirror_dir"), cache_dir=paths.cache_dir, _convert_="all")
+        return build(cfg.data, mirror_dir=paths.get("mirror_dir"), cache_dir=paths.cache_dir)
 
     def build_model(self, cfg: DictConfig, data: ProjectData) -> Any:
         """The model of `cfg.model`: a LightningModule or a scikit-learn estimator, given plain Python values."""
-        return instantiate(cfg.model, _convert_="all")
+        return build(cfg.model)
 
     # --- evaluation -----------------------------------------------------------------------
     def score(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
@@ -99,3 +115,12 @@ class Project:
     def prediction_columns(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         """One dict of output columns (label, probability, ...) per row of `outputs`."""
         raise NotImplementedError
+
+    def annotate_predictions(
+        self, model: Any, values: list[Any], columns: list[dict[str, Any]], cfg: DictConfig
+    ) -> list[dict[str, Any]]:
+        """Columns that need the model or the inputs as well as the outputs (explanations, warnings).
+
+        Gets the readable items' values and their `prediction_columns`; returns the rows to write.
+        """
+        return columns

