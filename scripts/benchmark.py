@@ -26,7 +26,8 @@ from shared.cli import run  # noqa: E402
 from shared.runs import read_metrics, successful_runs  # noqa: E402
 
 # project -> [(label, overrides)]: what `benchmark.py <project>` trains. Add a project's presets here.
-_RATING_MODELS, _RANKING_MODELS = ("global_mean", "bias", "mf"), ("popularity", "item_item", "bpr", "two_tower")
+_RATING_MODELS = ("global_mean", "bias", "mf", "autorec")
+_RANKING_MODELS = ("popularity", "item_item", "bpr", "two_tower")
 BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "mnist": [("default", [])],
     "recommender": [(f"rating/{name}", [f"experiment={name}"]) for name in _RATING_MODELS]
