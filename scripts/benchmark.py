@@ -32,8 +32,9 @@ from shared.runs import read_metrics, successful_runs  # noqa: E402
 # project -> [(label, overrides)]: what `benchmark.py <project>` trains. Add a project's presets here.
 # A preset starting with `-m` is a Hydra sweep (cross-validation folds): its runs are averaged into one line.
 RT_FOLDS = ["data=rt_polarity", "data.fold=range(0,10)"]
-# MovieLens' official folds u1..u5, as scikit-surprise reports RMSE.
-_RATING_MODELS, _RANKING_MODELS = ("global_mean", "bias", "mf"), ("popularity", "item_item", "bpr", "two_tower")
+# MovieLens' official folds u1..u5 (averaged, as scikit-surprise reports RMSE).
+_RATING_MODELS = ("global_mean", "bias", "mf", "autorec")
+_RANKING_MODELS = ("popularity", "item_item", "bpr", "two_tower")
 BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "mnist": [("default", [])],
     "housing": [  # one line per model on the book's split; the target is for `ensemble` and `search`

@@ -197,6 +197,21 @@ def test_matrix_factorization_learns_the_taste_groups(cli, isolated: Path) -> No
     assert metrics["test/rmse"] < 1.0, metrics  # biases alone: ~1.5 on this bimodal data
 
 
+def test_autorec_learns_the_taste_groups_and_keeps_them_in_its_checkpoint(cli, isolated: Path, tmp_path) -> None:
+    full_batch = ["data.batch_size=100000", "trainer.max_epochs=100"]
+    metrics = _train(cli, isolated, "model=autorec", "model.hidden=64", "model.reg=5", "model.lr=0.02", *full_batch)
+    assert metrics["test/rmse"] < 0.8, metrics  # biases alone: ~1.4 on this bimodal data
+    similar = cli("recommender", "predict", "item=1", "similar=5")  # from the saved run: codes of stored ratings
+    assert similar.code == 0, similar.err
+    assert sum("(group 0)" in line for line in similar.out.splitlines()[1:]) >= 4
+    # user 1 (group 0) and user 2 (group 1) on an item of group 0 (item 1) and of group 1 (item 2)
+    pairs = _csv(tmp_path / "pairs.csv", [[1, 1], [1, 2], [2, 1], [2, 2]], ["user_id", "item_id"])
+    result = cli("recommender", "predict", f"input={pairs}", f"output={tmp_path / 'out.csv'}")
+    assert result.code == 0, result.err
+    scores = [float(row["score"]) for row in csv.DictReader((tmp_path / "out.csv").open())]
+    assert scores[0] > scores[1] + 1 and scores[3] > scores[2] + 1, scores
+
+
 @pytest.mark.parametrize("model", ["bpr", "two_tower"])
 def test_neural_rankers_beat_popularity(cli, isolated: Path, model: str) -> None:
     metrics = _train(cli, isolated, f"model={model}", "protocol=ranking", "trainer.max_epochs=30", "model.lr=0.01")

@@ -5,8 +5,9 @@
 
 Closed-form models are scikit-learn estimators (`fit(pairs, ratings)`, `predict(pairs or users)`):
 global mean and biases, popularity, and the item-item EASE model. Gradient-trained ones are Lightning
-modules fed by the data's loader: biased matrix factorization (ratings), BPR matrix factorization and a
-two-tower network (ranking). `build_model` hands all of them the catalogue's size and rating scale.
+modules fed by the data's loader: biased matrix factorization and item-based AutoRec (ratings), BPR
+matrix factorization and a two-tower network (ranking). `build_model` hands all of them the catalogue's size
+and rating scale.
 """
 
 from __future__ import annotations
@@ -304,16 +305,82 @@ class TwoTower(Factorization):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
+class AutoRec(LightningModule):
+    """Item-based AutoRec (Sedhain et al., 2015): each item is the vector of the ratings all users gave it;
+    a one-hidden-layer autoencoder (sigmoid, then linear) rebuilds that vector, trained on the observed
+    entries only with λ/2·‖W‖² on its weights. The rebuilt entry (item, user) is the predicted rating, so an
+    item borrows strength from every user who rated it. The training ratings live in the model (`observe`),
+    as its input at prediction time too; items without any fall back to the global mean."""
+
+    protocols = (RATING,)
+
+    def __init__(
+        self,
+        n_users: int = 1,
+        n_items: int = 1,
+        rating_scale: tuple[float, float] = (1.0, 5.0),
+        global_mean: float = 3.5,
+        hidden: int = 300,
+        reg: float = 100.0,
+        lr: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.rating_scale, self.global_mean, self.reg, self.lr = tuple(rating_scale), global_mean, reg, lr
+        self.encoder, self.decoder = nn.Linear(n_users, hidden), nn.Linear(hidden, n_users)
+        self.register_buffer("ratings", torch.zeros(n_items, n_users))  # 0: not rated
+        self.val_rmse = MeanSquaredError(squared=False)
+
+    def observe(self, pairs: np.ndarray, ratings: np.ndarray) -> None:
+        """Store the training ratings: the items' input vectors."""
+        users, items = torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])
+        self.ratings.zero_()
+        self.ratings[items, users] = torch.as_tensor(ratings, dtype=self.ratings.dtype)
+
+    def raw_rating(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Rebuild every item's vector and read the asked entries: on a CPU one dense pass over the small
+        (items x users) matrix is faster than gathering the batch's rows, or sparse products."""
+        rebuilt = self.decoder(torch.sigmoid(self.encoder(self.ratings)))
+        return rebuilt[items, users]
+
+    def rate(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        known = self.ratings[items].any(dim=1)
+        rating = torch.where(known, self.raw_rating(users, items), self.global_mean)
+        return rating.clamp(*self.rating_scale)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        return self.rate(batch["user"], batch["item"])
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        error = F.mse_loss(self.raw_rating(batch["user"], batch["item"]), batch["rating"])
+        # λ/2·‖W‖² per observed rating, so a batch's share of the penalty matches its share of the ratings
+        weights = self.encoder.weight.square().sum() + self.decoder.weight.square().sum()
+        penalty = self.reg / 2 * weights / self.ratings.count_nonzero().clamp(min=1)
+        self.log("train/mse", error, on_step=False, on_epoch=True, prog_bar=True)
+        return error + penalty
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        self.val_rmse(self.rate(batch["user"], batch["item"]), batch["rating"])
+        self.log("val/rmse", self.val_rmse, on_epoch=True, batch_size=len(batch["user"]), prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
 def item_similarity(model: Any, item: int) -> np.ndarray | None:
-    """How alike every item is to `item`: EASE's symmetrised weights, or the cosine of learned item vectors;
-    None for models without either."""
+    """How alike every item is to `item`: EASE's symmetrised weights, or the cosine of learned item vectors
+    (factors, or AutoRec's hidden codes); None for models without either."""
     if isinstance(model, ItemItem):
         return (model.weights_[item] + model.weights_[:, item]) / 2
     if isinstance(model, Factorization):
         vectors = model.item_factors.weight.detach().numpy(force=True)
-        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return unit @ unit[item]
-    return None
+    elif isinstance(model, AutoRec):  # the items' hidden codes
+        with torch.no_grad():
+            vectors = torch.sigmoid(model.encoder(model.ratings)).numpy(force=True)
+    else:
+        return None
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return unit @ unit[item]
 
 
 def model_protocols(model: Any) -> tuple[str, ...]:

@@ -82,7 +82,7 @@ class Predictor:
         if similarity is None:
             raise UsageError(
                 f"the model of {self.run_dir.name} ({type(self.model).__name__}) has no item similarity.",
-                "use a run of model=item_item, mf, bpr or two_tower.",
+                "use a run of model=item_item, mf, autorec, bpr or two_tower.",
             )
         excluded = np.zeros((1, len(similarity)), bool)
         excluded[0, item] = True

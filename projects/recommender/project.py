@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from projects.recommender import evaluate, predict
 from projects.recommender.data import RANKING, RATING, Interactions
 from projects.recommender.metrics import ranking_metrics, rating_metrics
-from projects.recommender.models import model_protocols
+from projects.recommender.models import AutoRec, model_protocols
 from shared.data import ProjectData
 from shared.errors import UsageError
 from shared.project import Command, Evaluation, Project
@@ -43,15 +43,17 @@ class RecommenderProject(Project):
             "n_items": data.n_items,
             "rating_scale": list(data.rating_scale),
         }
-        if str(cfg.model._target_).endswith("MatrixFactorization"):
+        if str(cfg.model._target_).endswith(("MatrixFactorization", "AutoRec")):
             options["global_mean"] = float(data.targets("train").mean())
         model = instantiate(cfg.model, **options, _convert_="all")
+        if isinstance(model, AutoRec):  # its input at training and prediction time: the training ratings
+            model.observe(data.inputs("train"), data.targets("train"))
         if data.protocol not in model_protocols(model):
             name = cfg.model._target_.rsplit(".", 1)[-1]
             raise UsageError(
                 f"{name} does not work under protocol={data.protocol}: it supports {', '.join(model.protocols)}.",
                 "use protocol=ranking for popularity, bpr, two_tower and item_item; protocol=rating for "
-                "global_mean, bias and mf.",
+                "global_mean, bias, mf and autorec.",
             )
         return model
 
