@@ -275,3 +275,43 @@ def test_pairs_round_trip_with_a_bad_row(cli, ranked: Path, tmp_path: Path) -> N
 def test_predict_needs_one_mode(cli, ranked: Path) -> None:
     result = cli("recommender", "predict")
     assert result.code == 2 and "user=ID" in result.err
+
+
+def _fake_ml1m(folder: Path) -> Path:
+    """A tiny zip laid out like GroupLens' ml-1m.zip (`::`-separated, Latin-1)."""
+    import zipfile
+
+    folder.mkdir(parents=True)
+    ratings = "".join(
+        f"{user}::{item}::{1 + (user + item) % 5}::97830{user}\n" for user in range(1, 9) for item in (1, 2, 3)
+    )
+    with zipfile.ZipFile(folder / "ml-1m.zip", "w") as archive:
+        archive.writestr("ml-1m/ratings.dat", ratings)
+        archive.writestr(
+            "ml-1m/movies.dat",
+            "1::Toy Story (1995)::Animation\n2::Amélie (2001)::Comedy\n3::Heat::Action\n".encode("latin-1"),
+        )
+    return folder / "ml-1m.zip"
+
+
+def test_movielens_1m_reads_the_checked_zip(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from projects.recommender import data
+
+    archive = _fake_ml1m(isolated / "mirror" / "movielens-1m")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.setattr(data, "ML1M_ZIP", data.DataFile("ml-1m.zip", sha256=(digest,)))
+    source = data.MovieLens1M(mirror_dir=str(isolated / "mirror"), cache_dir=str(isolated / "cache"))
+    source.prepare()
+    assert sum(len(source.targets(split)) for split in ("train", "val", "test")) == 24
+    assert source.title(source.inputs("test")[0][1]).startswith(("Toy Story", "Amélie", "Heat"))
+
+
+def test_movielens_1m_with_another_zip_is_a_clear_error(isolated: Path) -> None:
+    from projects.recommender import data
+
+    _fake_ml1m(isolated / "mirror" / "movielens-1m")
+    source = data.MovieLens1M(mirror_dir=str(isolated / "mirror"), cache_dir=str(isolated / "cache"))
+    with pytest.raises(DataError, match=r"ml-1m\.zip \(mirror\) is corrupt"):
+        source.prepare()
