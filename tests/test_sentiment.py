@@ -197,6 +197,7 @@ def test_transformer_fine_tunes_the_packaged_minilm_for_a_few_steps(cli, isolate
     assert predicted.code == 0, predicted.err
     [row] = list(csv.DictReader((isolated / "p.csv").open()))
     assert row["text"] == "a wonderful, moving film" and row["explanation"].count("(") == 3
+    assert "[CLS]" not in row["explanation"] and "[SEP]" not in row["explanation"]
 
 
 def test_unknown_pretrained_model_is_a_clear_error(cli, isolated: Path) -> None:

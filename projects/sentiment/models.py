@@ -66,6 +66,10 @@ class TextClassifier(LightningModule):
         """Whether each text is longer than the model reads (the rest is cut off)."""
         return [False] * len(texts)
 
+    def special_tokens(self) -> set[str]:
+        """Markers that are not words of the text ([CLS], <pad>): left out of explanations."""
+        return {"<pad>"}
+
     # --- shared -----------------------------------------------------------------------------
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         batch = self.encode(texts)
@@ -128,7 +132,7 @@ class TextClassifier(LightningModule):
                 scores = (gradient * embeddings).sum(-1).detach().cpu().numpy()
                 for row, tokens in enumerate(self.tokens(batch)):
                     values = scores[row, : len(tokens)]
-                    order = np.argsort(-np.abs(values))[:count]
+                    order = [i for i in np.argsort(-np.abs(values)) if tokens[i] not in self.special_tokens()][:count]
                     results.append([(tokens[i], float(values[i])) for i in order])
         self.train(was_training)
         return results
@@ -333,6 +337,9 @@ class TransformerClassifier(TextClassifier):
             self.tokenizer.convert_ids_to_tokens(ids[:length])
             for ids, length in zip(batch["input_ids"].tolist(), lengths, strict=True)
         ]
+
+    def special_tokens(self) -> set[str]:
+        return set(self.tokenizer.all_special_tokens)
 
     def truncated(self, texts: Sequence[str]) -> list[bool]:
         lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
