@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,7 +139,7 @@ class LightningFitter(Fitter):
     def inference_trainer(self, cfg: DictConfig) -> Trainer:
         """A quiet single-device Trainer for evaluation and predict, on the device the config asks for."""
         options = _trainer_options(cfg)
-        with _quiet("lightning.pytorch"):  # no device banner for every evaluation
+        with quiet_lightning():  # no device banner for every evaluation
             return Trainer(
                 accelerator=options.get("accelerator", "auto"),
                 devices=1,
@@ -218,14 +219,21 @@ def _trainer_options(cfg: DictConfig) -> dict[str, Any]:
 
 
 @contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+def quiet_lightning() -> Iterator[None]:
+    """Lightning without its device banner and loader advice: for Trainers built many times per command
+    (evaluation, a model fitted once per cross-validation fold)."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*LeafSpec.*")
+            yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

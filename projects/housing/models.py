@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,10 +24,11 @@ from sklearn.metrics import root_mean_squared_error
 from sklearn.model_selection import KFold, RandomizedSearchCV, cross_val_predict
 from sklearn.pipeline import Pipeline
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 from torchmetrics.regression import MeanSquaredError
 
 from projects.housing.features import make_preprocessor
+from shared.data import tensor_loader
+from shared.fitters import quiet_lightning
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +176,6 @@ class _Regression(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
-def _batches(dataset: TensorDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-    """Whole batches sliced from the tensors at once: a row-by-row loader spends more time collating than training."""
-    order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-    return DataLoader(dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None)
-
-
 @contextmanager
 def _torch_threads(count: int) -> Iterator[None]:
     """A net this small gains nothing from more threads, and on a busy CPU spinning threads make it 10x slower."""
@@ -191,22 +185,6 @@ def _torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            warnings.filterwarnings("ignore", ".*LeafSpec.*")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 class TorchMLPRegressor(RegressorMixin, BaseEstimator):
@@ -260,7 +238,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         val, train = order[:held], order[held:]
         module = _Regression(self._network(X.shape[1]), self.lr, self.weight_decay)
         with (
-            _quiet_lightning(),
+            quiet_lightning(),
             _torch_threads(self.threads),
         ):  # one fit per fold: no device banner or loader advice each time
             trainer = Trainer(
@@ -275,8 +253,8 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
             )
             trainer.fit(
                 module,
-                _batches(TensorDataset(X[train], targets[train]), self.batch_size, shuffle=True),
-                _batches(TensorDataset(X[val], targets[val]), 4096),
+                tensor_loader(X[train], targets[train], batch_size=self.batch_size, shuffle=True),
+                tensor_loader(X[val], targets[val], batch_size=4096),
             )
         module.network.load_state_dict(module.best[1])
         self.network_ = module.network.eval()

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from shared.data import DataFile, ProjectData, fetch_files, holdout_indices
+from shared.data import DataFile, ProjectData, fetch_files, holdout_indices, tensor_loader
 from shared.errors import DataError
 
 MEAN, STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set, as the literature normalises
@@ -100,13 +100,6 @@ def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
     return padded[torch.arange(count)[:, None, None], 0, rows, columns].unsqueeze(1)
 
 
-class SlicedTensors(TensorDataset):
-    """A TensorDataset that hands the DataLoader whole batches by slicing, not one image at a time."""
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        return tuple(tensor[indices] for tensor in self.tensors)
-
-
 class DigitImages(ProjectData):
     """28×28 grey digit images in train/val/test splits, served as normalised tensors."""
 
@@ -172,8 +165,8 @@ class DigitImages(ProjectData):
         def collate(batch: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
             return [random_shift(batch[0], shift), *batch[1:]]
 
-        return DataLoader(
-            SlicedTensors(*tensors),
+        return tensor_loader(
+            *tensors,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             drop_last=train and len(inputs) > self.batch_size,
