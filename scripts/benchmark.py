@@ -54,10 +54,11 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
         ("tfidf_lr/rt-polarity-10-fold", ["-m", "model=tfidf_lr", *RT_FOLDS]),
         ("bilstm", ["experiment=bilstm"]),
         ("bilstm/rt-polarity-10-fold", ["-m", "experiment=bilstm", *RT_FOLDS]),
+        ("gru", ["experiment=gru"]),
         ("transformer_cpu", ["experiment=transformer_cpu"]),
         (
             "transformer_cpu/rt-polarity-10-fold",
-            ["-m", "experiment=transformer_cpu", "data.train_limit=null", *RT_FOLDS],
+            ["-m", "experiment=transformer_cpu", *RT_FOLDS],
         ),
         ("transformer", ["experiment=transformer"]),
     ],

@@ -121,9 +121,16 @@ class History(Callback):
 
 
 class LightningFitter(Fitter):
-    """Lightning modules, trained by a `Trainer` built from the `trainer`, `logger` and `callbacks` groups."""
+    """Lightning modules, trained by a `Trainer` built from the `trainer`, `logger` and `callbacks` groups.
+
+    A module may carry a fitted scikit-learn transformer as its `preprocessor` (a tabular model's
+    `ColumnTransformer`, fitted on the train split when the project builds the model): every input then
+    goes through it before the data's loader, and it is saved beside the checkpoint, so raw inputs
+    (a CSV of districts) reach the network exactly as in training.
+    """
 
     artifact = "model.ckpt"
+    preprocessor_artifact = "preprocessor.joblib"
 
     def build_trainer(self, cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback]) -> Trainer:
         """The training Trainer: the `trainer` group's arguments, the `logger` and `callbacks` groups."""
@@ -153,8 +160,8 @@ class LightningFitter(Fitter):
     def fit(self, model: LightningModule, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
         history = History()
         trainer = self.build_trainer(cfg, run_dir, [history])
-        train_loader = data.loader(data.inputs("train"), data.targets("train"), train=True)
-        val_loader = data.loader(data.inputs("val"), data.targets("val"))
+        train_loader = data.loader(_preprocessed(model, data.inputs("train")), data.targets("train"), train=True)
+        val_loader = data.loader(_preprocessed(model, data.inputs("val")), data.targets("val"))
         started = time.perf_counter()
         trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
         seconds = time.perf_counter() - started
@@ -182,7 +189,7 @@ class LightningFitter(Fitter):
 
     def predict(self, model: LightningModule, data: ProjectData, inputs: Any, cfg: DictConfig) -> np.ndarray:
         trainer = self.inference_trainer(cfg)
-        batches = trainer.predict(model, dataloaders=data.loader(inputs))
+        batches = trainer.predict(model, dataloaders=data.loader(_preprocessed(model, inputs)))
         return torch.cat([batch.float().cpu() for batch in batches]).numpy()  # type: ignore[union-attr]
 
     def save(self, model: LightningModule, run_dir: Path) -> Path:
@@ -191,6 +198,10 @@ class LightningFitter(Fitter):
             # hyper_parameters: what a model built from the data (sizes of a vocabulary, of a catalogue) needs
             # besides its config to be rebuilt by `load`.
             torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, temporary)
+        preprocessor = getattr(model, "preprocessor", None)
+        if preprocessor is not None:
+            with atomic_path(run_dir / self.preprocessor_artifact) as temporary:
+                joblib.dump(preprocessor, temporary)
         return path
 
     def load(self, model_cfg: DictConfig, run_dir: Path) -> LightningModule:
@@ -198,12 +209,20 @@ class LightningFitter(Fitter):
         saved = {key: value for key, value in checkpoint.get("hyper_parameters", {}).items() if key not in model_cfg}
         model = build(model_cfg, **saved)  # a PortfolioError from the constructor stays readable
         model.load_state_dict(checkpoint["state_dict"])
+        if (run_dir / self.preprocessor_artifact).is_file():
+            model.preprocessor = joblib.load(run_dir / self.preprocessor_artifact)
         model.eval()
         return model
 
     @staticmethod
     def parameter_count(model: LightningModule) -> int:
         return sum(parameter.numel() for parameter in model.parameters())
+
+
+def _preprocessed(model: LightningModule, inputs: Any) -> Any:
+    """`inputs` through the module's fitted scikit-learn `preprocessor`, when it carries one."""
+    preprocessor = getattr(model, "preprocessor", None)
+    return inputs if preprocessor is None else preprocessor.transform(inputs)
 
 
 def _trainer_options(cfg: DictConfig) -> dict[str, Any]:

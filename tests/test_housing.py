@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import root_mean_squared_error
 
@@ -26,7 +27,7 @@ from projects.housing.data import (
 )
 from projects.housing.evaluate import score
 from projects.housing.features import make_preprocessor
-from projects.housing.models import CrossValidated, TorchMLPRegressor, pipeline
+from projects.housing.models import CrossValidated, MLPRegressor, pipeline
 from shared.errors import DataError
 
 SMOKE = ["data=synthetic", "model=ridge", "cv.folds=3"]
@@ -175,12 +176,14 @@ def test_cross_validation_gives_scores_and_an_interval_that_covers() -> None:
     )
 
 
-def test_torch_mlp_learns_a_smooth_function() -> None:
-    rng = np.random.default_rng(0)
-    inputs = rng.normal(size=(400, 3))
-    targets = 3 * inputs[:, 0] - 2 * inputs[:, 1] ** 2 + 100
-    model = TorchMLPRegressor(hidden=(32,), max_epochs=40, patience=40, batch_size=64).fit(inputs, targets)
-    assert root_mean_squared_error(targets, model.predict(inputs)) < 0.5 * targets.std()
+def test_mlp_fits_its_preprocessing_and_target_scale_on_the_train_rows() -> None:
+    train = synthetic_frame(200, seed=2)
+    model = MLPRegressor(hidden=(8,), features={"n_clusters": 3})
+    model.fit_preprocessing(train.drop(columns=TARGET), train[TARGET].to_numpy())
+    assert model.hparams.in_features == len(model.preprocessor.get_feature_names_out())
+    assert float(model.target_mean) == pytest.approx(train[TARGET].mean())
+    features = torch.as_tensor(model.preprocessor.transform(train.drop(columns=TARGET)), dtype=torch.float32)
+    assert model(features).shape == (200,)
 
 
 # --- train, evaluate, compare, predict -------------------------------------------------------
@@ -261,7 +264,39 @@ def test_predict_missing_column_names_it_and_writes_nothing(cli, trained: Path, 
 
 def test_same_seed_same_result(cli, isolated: Path) -> None:
     for name in ("a", "b"):
-        mlp = ["model.estimator.regressor.hidden=[16]", "model.estimator.regressor.max_epochs=3"]
-        assert cli("housing", "train", "data=synthetic", "model=mlp", *mlp, "cv.folds=2", f"name={name}").code == 0
+        mlp = ["model.hidden=[16]", "trainer.max_epochs=3"]
+        assert cli("housing", "train", "data=synthetic", "model=mlp", *mlp, f"name={name}").code == 0
     first, second = (json.loads((run / "metrics.json").read_text())["metrics"] for run in _runs(isolated))
     assert first == second
+
+
+def test_mlp_trains_through_the_core_and_predicts_what_it_logged(cli, isolated: Path, tmp_path: Path) -> None:
+    """The torch model goes through the core's Trainer: checkpoint, fitted preprocessing beside it, learning
+    curves, a validation split; predict on raw rows reproduces the logged test RMSE and coverage."""
+    result = cli("housing", "train", "data=synthetic", "model=mlp", "trainer=cpu", "trainer.max_epochs=40")
+    assert result.code == 0, result.err
+    [run] = _runs(isolated)
+    for expected in ("model.ckpt", "preprocessor.joblib", "plots/learning_curves.png", "logs/metrics.csv"):
+        assert (run / expected).is_file(), expected
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data"]["val examples"] == 48 and metrics["device"].startswith("cpu")
+    assert metrics["metrics"]["test/r2"] > 0.8, "the synthetic values follow a simple formula"
+    assert metrics["model_details"]["interval_half_width"] > 0
+
+    test = _test_rows(tmp_path / "districts.csv")
+    output = tmp_path / "preds.csv"
+    assert cli("housing", "predict", f"input={tmp_path / 'districts.csv'}", f"output={output}").code == 0
+    predictions = pd.read_csv(output)
+    assert root_mean_squared_error(test[TARGET], predictions[TARGET]) == pytest.approx(
+        metrics["metrics"]["test/rmse"], abs=1.0
+    )
+    values = test[TARGET].to_numpy()
+    inside = (values >= predictions["interval_low"]) & (values <= predictions["interval_high"])
+    assert inside.mean() == pytest.approx(metrics["metrics"]["test/interval_coverage"], abs=0.01)
+
+
+def test_mlp_on_a_gpu_trainer_without_a_gpu_is_a_clear_error(cli) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = cli("housing", "train", "data=synthetic", "model=mlp", "trainer=gpu")
+    assert result.code != 0 and "trainer=auto or trainer=cpu" in result.err and "Traceback" not in result.err

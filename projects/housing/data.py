@@ -1,8 +1,10 @@
 """California housing data: Géron's `housing.csv` (or scikit-learn's copy), validated, then split as in the book.
 
 The split follows *Hands-On Machine Learning* (2nd and 3rd editions) exactly, so test RMSEs compare
-with the book's: stratified on five median-income bands, 20% test, `random_state=42`. There is no
-validation split: model selection uses k-fold cross-validation on the train part, as the book does.
+with the book's: stratified on five median-income bands, 20% test, `random_state=42`. The scikit-learn
+models have no validation split: model selection uses k-fold cross-validation on the train part, as the
+book does. The neural model (`model=mlp`) asks for one (`validation_size`), carved from the train part,
+for early stopping; the test part is the same either way.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader
 
-from shared.data import OFFLINE_ENV, DataFile, ProjectData, fetch_files
+from shared.data import OFFLINE_ENV, DataFile, ProjectData, fetch_files, tensor_loader
 from shared.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -128,9 +132,11 @@ def split(frame: pd.DataFrame, test_size: float = 0.2, seed: int = 42) -> tuple[
 
 
 class HousingData(ProjectData):
-    """Districts as pandas frames: `inputs` are the feature columns, `targets` the median house values in dollars."""
+    """Districts as pandas frames: `inputs` are the feature columns, `targets` the median house values in dollars.
 
-    splits = ("train", "test")
+    `validation_size` > 0 moves that share of the train part (at random, `split_seed`) into a `val` split.
+    """
+
     dataset = ""
 
     def __init__(
@@ -139,11 +145,19 @@ class HousingData(ProjectData):
         cache_dir: str = "~/.cache/ml-portfolio",
         test_size: float = 0.2,
         split_seed: int = 42,
+        validation_size: float = 0.0,
+        batch_size: int = 256,
     ) -> None:
         super().__init__(mirror_dir, cache_dir)
         self.test_size = test_size
         self.split_seed = split_seed
+        self.validation_size = validation_size
+        self.batch_size = batch_size
         self.frames: dict[str, pd.DataFrame] = {}
+
+    @property
+    def splits(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("train", "val", "test") if self.validation_size else ("train", "test")
 
     @property
     def features(self) -> tuple[Column, ...]:
@@ -159,6 +173,9 @@ class HousingData(ProjectData):
         frame = validate(frame, (*self.features, TARGET_COLUMN), source)
         train, test = split(frame, self.test_size, self.split_seed)
         self.frames = {"train": train, "test": test}
+        if self.validation_size:
+            train, val = train_test_split(train, test_size=self.validation_size, random_state=self.split_seed)
+            self.frames |= {"train": train, "val": val}
 
     def frame(self, split: str) -> pd.DataFrame:
         """Features and target of a split (for plots)."""
@@ -169,6 +186,13 @@ class HousingData(ProjectData):
 
     def targets(self, split: str) -> np.ndarray:
         return self.frames[split][TARGET].to_numpy(dtype=float)
+
+    def loader(self, inputs: np.ndarray, targets: np.ndarray | None = None, train: bool = False) -> DataLoader:
+        """Batches of preprocessed features (the neural model's `ColumnTransformer` output) and values."""
+        tensors = [torch.as_tensor(np.asarray(inputs, dtype=np.float32))]
+        if targets is not None:
+            tensors.append(torch.as_tensor(np.asarray(targets, dtype=np.float32)))
+        return tensor_loader(*tensors, batch_size=self.batch_size if train else 4096, shuffle=train)
 
     def describe(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "split": "stratified on income bands, book's seed", **super().describe()}

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
+from sklearn.frozen import FrozenEstimator
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
@@ -164,13 +165,20 @@ def plot_error_by_group(evaluation: Evaluation, path: Path) -> Path:
 
 def plot_permutation_importance(evaluation: Evaluation, model: Any, path: Path, repeats: int = 5) -> Path:
     """How much test RMSE grows when one input column is shuffled (the raw columns, as a user supplies them)."""
-    predict = getattr(model, "point", model.predict)
+    predict = model.point if hasattr(model, "point") else model.predict
 
     def neg_rmse(estimator: Any, inputs: pd.DataFrame, targets: np.ndarray) -> float:
         return -root_mean_squared_error(targets, predict(inputs))
 
+    # permutation_importance asks for a fitted scikit-learn estimator (the torch MLP is not one): the frozen
+    # wrapper satisfies it, and the scorer above does the predicting.
     result = permutation_importance(
-        model, evaluation.inputs, evaluation.targets, scoring=neg_rmse, n_repeats=repeats, random_state=42
+        FrozenEstimator(model),
+        evaluation.inputs,
+        evaluation.targets,
+        scoring=neg_rmse,
+        n_repeats=repeats,
+        random_state=42,
     )
     order = np.argsort(result.importances_mean)
     figure = Figure(figsize=(7, 4.5))

@@ -2,21 +2,19 @@
 
 Every model is wrapped in `CrossValidated`, which k-fold cross-validates it on the train part (the
 book's protocol, in place of a validation split) and turns the out-of-fold residuals into split-
-conformal prediction intervals. The neural model is a torch MLP trained by Lightning inside a
-scikit-learn estimator, so it takes exactly the same preprocessed data and saves as one pipeline.
+conformal prediction intervals. The neural model, `MLPRegressor`, is a LightningModule trained by the
+core's Trainer on the same preprocessing (early-stopped on a validation split instead of k-fold CV).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from lightning import LightningModule, Trainer
+from lightning import LightningModule
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import StackingRegressor
 from sklearn.linear_model import RidgeCV
@@ -27,8 +25,6 @@ from torch import nn
 from torchmetrics.regression import MeanSquaredError
 
 from projects.housing.features import make_preprocessor
-from shared.data import tensor_loader
-from shared.fitters import quiet_lightning
 
 log = logging.getLogger(__name__)
 
@@ -144,54 +140,13 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-class _Regression(LightningModule):
-    """Mean-squared-error training of `network` with AdamW; validation RMSE from torchmetrics."""
+class MLPRegressor(LightningModule):
+    """A multilayer perceptron in torch on the shared preprocessing, trained by the core's Lightning `Trainer`.
 
-    def __init__(self, network: nn.Module, lr: float, weight_decay: float) -> None:
-        super().__init__()
-        self.network, self.lr, self.weight_decay = network, lr, weight_decay
-        self.val_mse = MeanSquaredError()
-        self.best: tuple[float, dict[str, torch.Tensor]] = (float("inf"), {})
-
-    def training_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> torch.Tensor:
-        inputs, targets = batch
-        loss = nn.functional.mse_loss(self.network(inputs).squeeze(1), targets)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
-        return loss
-
-    def validation_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> None:
-        inputs, targets = batch
-        self.val_mse(self.network(inputs).squeeze(1), targets)
-
-    def on_validation_epoch_end(self) -> None:
-        mse = float(self.val_mse.compute())
-        self.val_mse.reset()
-        self.log("val/mse", mse)
-        if mse < self.best[0] and not self.trainer.sanity_checking:
-            self.best = (mse, copy.deepcopy(self.network.state_dict()))
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.max_epochs or 1)
-        return {"optimizer": optimizer, "lr_scheduler": schedule}
-
-
-@contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """A net this small gains nothing from more threads, and on a busy CPU spinning threads make it 10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-class TorchMLPRegressor(RegressorMixin, BaseEstimator):
-    """A multilayer perceptron in torch, trained by Lightning, behind scikit-learn's fit/predict.
-
-    Targets are standardised for training; the weights kept are those of the epoch with the lowest
-    RMSE on `validation_fraction` of the training rows (early stopping with `patience` epochs).
+    The `ColumnTransformer` is fitted on the train split (`fit_preprocessing`, called when the project
+    builds the model) and carried as `preprocessor`, which the core applies to every input and saves
+    beside the checkpoint. Targets are standardised for training. The interval is split-conformal: the
+    `coverage` quantile of the absolute validation residuals at the kept epoch, added around each value.
     """
 
     def __init__(
@@ -200,69 +155,89 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         dropout: float = 0.1,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
-        batch_size: int = 256,
-        max_epochs: int = 100,
-        patience: int = 15,
-        validation_fraction: float = 0.1,
-        random_state: int = 42,
-        threads: int = 1,
+        coverage: float = 0.9,
+        cap: float | None = None,
+        features: Mapping[str, Any] | None = None,
+        in_features: int | None = None,
     ) -> None:
-        self.hidden = hidden
-        self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.threads = threads
+        super().__init__()
+        self.save_hyperparameters()
+        self.preprocessor = make_preprocessor(**(features or {}))
+        self.network: nn.Module | None = self._network(in_features) if in_features else None
+        # Set from the train split, kept in the checkpoint with the weights.
+        self.register_buffer("target_mean", torch.tensor(0.0))
+        self.register_buffer("target_scale", torch.tensor(1.0))
+        self.register_buffer("half_width", torch.tensor(float("nan")))
+        self.val_rmse = MeanSquaredError(squared=False)
+        self.residuals: list[torch.Tensor] = []
 
     def _network(self, inputs: int) -> nn.Sequential:
         layers: list[nn.Module] = []
-        for width in self.hidden:
-            layers += [nn.Linear(inputs, width), nn.GELU(), nn.Dropout(self.dropout)]
+        for width in self.hparams.hidden:
+            layers += [nn.Linear(inputs, width), nn.GELU(), nn.Dropout(self.hparams.dropout)]
             inputs = width
         return nn.Sequential(*layers, nn.Linear(inputs, 1))
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> TorchMLPRegressor:
-        from lightning.pytorch.callbacks import EarlyStopping
+    def fit_preprocessing(self, inputs: Any, targets: np.ndarray) -> None:
+        """Fit the features and the target scaling on the training rows, and size the network to the features."""
+        width = self.preprocessor.fit_transform(inputs).shape[1]
+        self.hparams.in_features = width  # saved with the checkpoint: `load` rebuilds the network at this size
+        self.network = self._network(width)
+        self.target_mean.fill_(float(np.mean(targets)))
+        self.target_scale.fill_(float(np.std(targets)) or 1.0)
 
-        torch.manual_seed(self.random_state)
-        X = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        y = np.asarray(y, dtype=np.float64)
-        self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std() or 1.0)
-        targets = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)
-        order = torch.randperm(len(X), generator=torch.Generator().manual_seed(self.random_state))
-        held = max(1, int(len(X) * self.validation_fraction))
-        val, train = order[:held], order[held:]
-        module = _Regression(self._network(X.shape[1]), self.lr, self.weight_decay)
-        with (
-            quiet_lightning(),
-            _torch_threads(self.threads),
-        ):  # one fit per fold: no device banner or loader advice each time
-            trainer = Trainer(
-                accelerator="cpu",
-                max_epochs=self.max_epochs,
-                callbacks=[EarlyStopping("val/mse", patience=self.patience)],
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-            )
-            trainer.fit(
-                module,
-                tensor_loader(X[train], targets[train], batch_size=self.batch_size, shuffle=True),
-                tensor_loader(X[val], targets[val], batch_size=4096),
-            )
-        module.network.load_state_dict(module.best[1])
-        self.network_ = module.network.eval()
-        self.epochs_ = trainer.current_epoch
-        self.n_features_in_ = X.shape[1]
-        return self
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Predicted values in dollars."""
+        if self.network is None:
+            raise RuntimeError("fit_preprocessing must run before the model sees data")
+        return self.network(features).squeeze(1) * self.target_scale + self.target_mean
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def training_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> torch.Tensor:
+        features, targets = batch
+        scaled = (self(features) - targets) / self.target_scale
+        loss = scaled.pow(2).mean()  # MSE on standardised values
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> None:
+        features, targets = batch
+        predicted = self._clip(self(features))
+        self.val_rmse(predicted, targets)
+        self.residuals.append((predicted - targets).abs())
+        self.log("val/rmse", self.val_rmse, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        residuals = self.all_gather(torch.cat(self.residuals)).flatten()
+        self.residuals.clear()
+        level = min(1.0, float(np.ceil((len(residuals) + 1) * self.hparams.coverage) / len(residuals)))
+        # Updated every epoch, so the checkpoint of the kept epoch holds that epoch's interval.
+        self.half_width.fill_(float(torch.quantile(residuals.float(), level, interpolation="higher")))
+
+    def predict_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> torch.Tensor:
+        value = self._clip(self(batch[0]))
+        if torch.isnan(self.half_width):
+            return value
+        return torch.stack([value, self._clip(value - self.half_width), self._clip(value + self.half_width)], 1)
+
+    def _clip(self, values: torch.Tensor) -> torch.Tensor:
+        return values.clamp(0.0, self.hparams.cap) if self.hparams.cap else values.clamp(min=0.0)
+
+    def point(self, inputs: Any) -> np.ndarray:
+        """Point predictions for raw district rows (what permutation importance shuffles)."""
+        features = torch.as_tensor(np.asarray(self.preprocessor.transform(inputs), dtype=np.float32))
         with torch.no_grad():
-            scaled = self.network_(torch.as_tensor(np.asarray(X, dtype=np.float32))).squeeze(1).numpy()
-        return scaled.astype(np.float64) * self.y_scale_ + self.y_mean_
+            return self._clip(self.eval()(features.to(self.device))).double().cpu().numpy()
+
+    def details(self) -> dict[str, Any]:
+        """The feature count and the interval's half width, for `metrics.json` and the card."""
+        return {
+            "estimator": type(self).__name__,
+            "features": self.hparams.in_features,
+            "interval_coverage_target": self.hparams.coverage,
+            "interval_half_width": round(float(self.half_width), 1),
+        }
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.max_epochs or 1)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
