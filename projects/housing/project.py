@@ -20,7 +20,10 @@ from shared.runs import resolve_run
 
 class HousingProject(Project):
     name = "housing"
-    summary = "California housing: a district's median house value from the 1990 census (regression, scikit-learn)."
+    summary = (
+        "California housing: a district's median house value from the 1990 census "
+        "(regression: scikit-learn pipelines and a torch MLP)."
+    )
     intended_use = (
         "Teaching and benchmarking end-to-end tabular regression: estimating the 1990 median house value of a "
         "California census block group from its census aggregates, with an honest error estimate."
