@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from projects.sentiment.data import LengthBuckets, TextTable, ToyReviews, binary_labels, read_table
 from projects.sentiment.evaluate import expected_calibration_error, score
+from projects.sentiment.models import RecurrentClassifier
 from projects.sentiment.predict import read_inputs
 from projects.sentiment.text import TextProcessor
 from shared.cli import quote_free_text
@@ -170,6 +172,27 @@ def test_recurrent_models_learn_the_rule_and_reload_for_evaluate(cli, isolated: 
     assert again.code == 0, again.err
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["metrics"]["test/acc"] == pytest.approx(_metrics(run)["metrics"]["test/acc"])
+
+
+def test_word2vec_embeddings_are_reproducible_from_the_seed() -> None:
+    texts = ["a fine film", "a dull film", "fine acting and a fine story", "dull dull dull"] * 5
+    weights = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        model = RecurrentClassifier(embeddings="word2vec", embedding_dim=8, hidden=4, word2vec_epochs=2)
+        model.fit_vocabulary(texts)
+        weights.append(model.embedding.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+def test_minilm_embeddings_put_synonyms_together_and_need_its_width() -> None:
+    model = RecurrentClassifier(embeddings="minilm", embedding_dim=384, hidden=4)
+    model.fit_vocabulary(["a great film", "an excellent film", "a terrible film"])
+    vectors = torch.nn.functional.normalize(model.embedding.weight.detach(), dim=1)
+    great, excellent, terrible = (vectors[model.index[word]] for word in ("great", "excellent", "terrible"))
+    assert great @ excellent > great @ terrible
+    with pytest.raises(UsageError, match=r"model\.embedding_dim=384"):
+        RecurrentClassifier(embeddings="minilm", embedding_dim=300, hidden=4).fit_vocabulary(["a film"])
 
 
 def test_transformer_fine_tunes_the_packaged_minilm_for_a_few_steps(cli, isolated: Path) -> None:

@@ -9,6 +9,7 @@ attributions for explanations.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -167,8 +168,8 @@ class RecurrentClassifier(TextClassifier):
         super().__init__(lr, weight_decay, warmup)
         if cell not in ("lstm", "gru"):
             raise UsageError(f"unknown recurrent cell '{cell}'.", "use model.cell=lstm or model.cell=gru.")
-        if embeddings not in ("random", "word2vec"):
-            raise UsageError(f"unknown embeddings '{embeddings}'.", "use model.embeddings=random or word2vec.")
+        if embeddings not in ("random", "word2vec", "minilm"):
+            raise UsageError(f"unknown embeddings '{embeddings}'.", "use model.embeddings=random, word2vec or minilm.")
         self.save_hyperparameters()
         self.processor = TextProcessor(**(processing or {}))
         self.words: list[str] = []
@@ -196,6 +197,8 @@ class RecurrentClassifier(TextClassifier):
         self._set_vocabulary(["<pad>", "<unk>", *kept])
         if self.hparams.embeddings == "word2vec":
             self._word2vec(tokenized)
+        elif self.hparams.embeddings == "minilm":
+            self._minilm()
         log.info("vocabulary: %d words (%s embeddings)", len(self.words), self.hparams.embeddings)
 
     def _set_vocabulary(self, words: list[str]) -> None:
@@ -214,14 +217,39 @@ class RecurrentClassifier(TextClassifier):
             min_count=1,
             sg=1,
             epochs=self.hparams.word2vec_epochs,
-            workers=max(1, torch.get_num_threads()),
-            seed=0,
+            # Reproducible from the run's seed: one worker (threads interleave updates in any order) and a
+            # stable hash for the initial vectors (Python's own `hash` of a str changes with each process).
+            workers=1,
+            seed=torch.initial_seed() % 2**31,
+            hashfxn=_stable_hash,
         ).wv
         assert self.embedding is not None
         with torch.no_grad():
             for word, row in self.index.items():
                 if word in vectors:
                     self.embedding.weight[row] = torch.from_numpy(vectors[word].copy())
+
+    def _minilm(self, batch_size: int = 512) -> None:
+        """Each word's vector from the packaged all-MiniLM-L6-v2: the sentence embedding of the word alone
+        (mean-pooled encoder output), a pretrained static embedding that needs no network."""
+        from transformers import AutoModel, AutoTokenizer
+
+        source = resolve_pretrained(PACKAGED_MINILM)
+        tokenizer, encoder = AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source).eval()
+        if encoder.config.hidden_size != self.hparams.embedding_dim:
+            raise UsageError(
+                f"minilm embeddings have {encoder.config.hidden_size} dimensions, not {self.hparams.embedding_dim}.",
+                f"set model.embedding_dim={encoder.config.hidden_size} with model.embeddings=minilm.",
+            )
+        assert self.embedding is not None
+        words = self.words[2:]  # <pad> and <unk> keep their random start
+        with torch.no_grad():
+            for start in range(0, len(words), batch_size):
+                batch = tokenizer(words[start : start + batch_size], padding=True, return_tensors="pt")
+                states = encoder(**batch).last_hidden_state
+                mask = batch["attention_mask"][..., None].to(states.dtype)
+                pooled = (states * mask).sum(dim=1) / mask.sum(dim=1)
+                self.embedding.weight[2 + start : 2 + start + len(pooled)] = pooled
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Rebuild the vocabulary (and so the embedding's size) from the saved bytes before loading weights."""
@@ -344,6 +372,10 @@ class TransformerClassifier(TextClassifier):
     def truncated(self, texts: Sequence[str]) -> list[bool]:
         lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
         return [length > self.hparams.max_length for length in lengths]
+
+
+def _stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
 
 
 def explain(model: Any, texts: Sequence[str], count: int = 5) -> list[list[tuple[str, float]]]:
