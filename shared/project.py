@@ -82,8 +82,15 @@ class Project:
         return build(cfg.data, mirror_dir=paths.get("mirror_dir"), cache_dir=paths.cache_dir)
 
     def build_model(self, cfg: DictConfig, data: ProjectData) -> Any:
-        """The model of `cfg.model`: a LightningModule or a scikit-learn estimator, given plain Python values."""
-        return build(cfg.model)
+        """The model of `cfg.model`: a LightningModule or a scikit-learn estimator, given plain Python values.
+
+        A model with a `fit_on_train(inputs, targets)` method (a vocabulary, fitted preprocessing, sizes
+        taken from the data) gets the train split before training, so its project need not override this.
+        """
+        model = build(cfg.model)
+        if hasattr(model, "fit_on_train"):
+            model.fit_on_train(data.inputs("train"), data.targets("train"))
+        return model
 
     # --- evaluation -----------------------------------------------------------------------
     def score(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:

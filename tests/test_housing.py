@@ -179,7 +179,7 @@ def test_cross_validation_gives_scores_and_an_interval_that_covers() -> None:
 def test_mlp_fits_its_preprocessing_and_target_scale_on_the_train_rows() -> None:
     train = synthetic_frame(200, seed=2)
     model = MLPRegressor(hidden=(8,), features={"n_clusters": 3})
-    model.fit_preprocessing(train.drop(columns=TARGET), train[TARGET].to_numpy())
+    model.fit_on_train(train.drop(columns=TARGET), train[TARGET].to_numpy())
     assert model.hparams.in_features == len(model.preprocessor.get_feature_names_out())
     assert float(model.target_mean) == pytest.approx(train[TARGET].mean())
     features = torch.as_tensor(model.preprocessor.transform(train.drop(columns=TARGET)), dtype=torch.float32)

@@ -143,7 +143,7 @@ def _plain(value: Any) -> Any:
 class MLPRegressor(LightningModule):
     """A multilayer perceptron in torch on the shared preprocessing, trained by the core's Lightning `Trainer`.
 
-    The `ColumnTransformer` is fitted on the train split (`fit_preprocessing`, called when the project
+    The `ColumnTransformer` is fitted on the train split (`fit_on_train`, called when the project
     builds the model) and carried as `preprocessor`, which the core applies to every input and saves
     beside the checkpoint. Targets are standardised for training. The interval is split-conformal: the
     `coverage` quantile of the absolute validation residuals at the kept epoch, added around each value.
@@ -178,7 +178,7 @@ class MLPRegressor(LightningModule):
             inputs = width
         return nn.Sequential(*layers, nn.Linear(inputs, 1))
 
-    def fit_preprocessing(self, inputs: Any, targets: np.ndarray) -> None:
+    def fit_on_train(self, inputs: Any, targets: np.ndarray) -> None:
         """Fit the features and the target scaling on the training rows, and size the network to the features."""
         width = self.preprocessor.fit_transform(inputs).shape[1]
         self.hparams.in_features = width  # saved with the checkpoint: `load` rebuilds the network at this size
@@ -189,7 +189,7 @@ class MLPRegressor(LightningModule):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Predicted values in dollars."""
         if self.network is None:
-            raise RuntimeError("fit_preprocessing must run before the model sees data")
+            raise RuntimeError("fit_on_train must run before the model sees data")
         return self.network(features).squeeze(1) * self.target_scale + self.target_mean
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> torch.Tensor:

@@ -10,11 +10,9 @@ from omegaconf import DictConfig
 
 from projects.housing import evaluate, predict
 from projects.housing.data import HousingData
-from projects.housing.models import MLPRegressor
 from shared.config import load_run_config
-from shared.data import ProjectData
 from shared.errors import UsageError
-from shared.project import Evaluation, PredictItem, Project, build
+from shared.project import Evaluation, PredictItem, Project
 from shared.runs import resolve_run
 
 
@@ -35,13 +33,6 @@ class HousingProject(Project):
         "share of districts on average (conformal, from cross-validation), not each district equally: it is too "
         "wide for cheap inland districts and too narrow for dear coastal ones."
     )
-
-    def build_model(self, cfg: DictConfig, data: ProjectData) -> Any:
-        """The model of `cfg.model`; the neural one also fits its preprocessing on the train split."""
-        model = build(cfg.model)
-        if isinstance(model, MLPRegressor):
-            model.fit_preprocessing(data.inputs("train"), data.targets("train"))
-        return model
 
     def score(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         return evaluate.score(targets, outputs)

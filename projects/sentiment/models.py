@@ -142,7 +142,7 @@ class TextClassifier(LightningModule):
 class RecurrentClassifier(TextClassifier):
     """Embeddings → (bi)LSTM or GRU → max- and mean-pooling over the tokens → linear, with its own vocabulary.
 
-    The vocabulary comes from the training texts (`fit_vocabulary`, called before training) and is kept
+    The vocabulary comes from the training texts (`fit_on_train`, which the core calls before training) and is kept
     in the state dict as a byte buffer, so a saved model rebuilds itself from its weights file alone.
     Embeddings start random, or from Word2Vec (skip-gram, gensim) trained on the training texts.
     """
@@ -200,6 +200,10 @@ class RecurrentClassifier(TextClassifier):
         elif self.hparams.embeddings == "minilm":
             self._minilm()
         log.info("vocabulary: %d words (%s embeddings)", len(self.words), self.hparams.embeddings)
+
+    def fit_on_train(self, texts: Sequence[str], labels: Any = None) -> None:
+        """The core's hook before training: the vocabulary of the training texts."""
+        self.fit_vocabulary(texts)
 
     def _set_vocabulary(self, words: list[str]) -> None:
         self.words = words

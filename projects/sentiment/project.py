@@ -15,7 +15,7 @@ from projects.sentiment.evaluate import format_explanation
 from projects.sentiment.linear import chosen_C
 from projects.sentiment.models import RecurrentClassifier, TransformerClassifier, explain, truncated
 from shared.data import ProjectData
-from shared.project import Command, Evaluation, PredictItem, Project, build
+from shared.project import Command, Evaluation, PredictItem, Project
 
 
 class SentimentProject(Project):
@@ -34,13 +34,6 @@ class SentimentProject(Project):
         "the reliability plot and ECE for how far to trust them. Not for decisions about people."
     )
     free_text_keys = ("text",)
-
-    def build_model(self, cfg: DictConfig, data: ProjectData) -> Any:
-        """The model of `cfg.model`; a recurrent one also gets its vocabulary from the training texts."""
-        model = build(cfg.model)
-        if isinstance(model, RecurrentClassifier):
-            model.fit_vocabulary(data.inputs("train"))
-        return model
 
     def score(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         return evaluate.score(targets, outputs)
