@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from projects.sentiment.data import LengthBuckets, TextTable, ToyReviews, binary_labels, read_table
+from projects.sentiment.data import (
+    LengthBuckets,
+    TextTable,
+    ToyReviews,
+    binary_labels,
+    hold_out_sentences,
+    read_table,
+    whole_sentences,
+)
 from projects.sentiment.evaluate import expected_calibration_error, score
 from projects.sentiment.models import RecurrentClassifier
 from projects.sentiment.predict import read_inputs
@@ -112,6 +120,19 @@ def test_validation_is_carved_from_train_only() -> None:
     assert len(limited.inputs("train")) == 20 and limited.inputs("val") == data.inputs("val")
 
 
+def test_sentence_validation_holds_out_whole_sentences_and_the_phrases_only_they_contain() -> None:
+    texts = ["a fine film", "a fine", "fine film", "film", "a dull plot", "dull plot", "dull", "plot"]
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 1])
+    assert whole_sentences(texts) == [0, 4]
+    splits = hold_out_sentences(texts, labels, 1, seed=0)
+    [val_text] = splits["val"][0]
+    kept_sentence = "a dull plot" if val_text == "a fine film" else "a fine film"
+    train = splits["train"][0]
+    assert kept_sentence in train and val_text not in train
+    assert all(text in kept_sentence for text in train)  # nothing found only inside the validation sentence
+    assert len(train) == len(splits["train"][1])
+
+
 def test_length_buckets_cover_every_text_once_in_batches_of_similar_length() -> None:
     lengths = np.random.default_rng(0).integers(1, 200, 1000)
     batches = list(LengthBuckets(lengths, batch_size=10, pool=10))
@@ -162,7 +183,8 @@ def test_tfidf_lr_learns_the_rule_and_writes_plots_and_top_ngrams(trained_linear
 
 @pytest.mark.parametrize("model", ["bilstm", "gru"])
 def test_recurrent_models_learn_the_rule_and_reload_for_evaluate(cli, isolated: Path, model: str) -> None:
-    extra = ["model.embeddings=word2vec", "model.word2vec_epochs=2"] if model == "bilstm" else []
+    # the GRU trains as an ensemble of two, so the members' training and reloading are exercised too
+    extra = ["model.embeddings=word2vec", "model.word2vec_epochs=2"] if model == "bilstm" else ["model.members=2"]
     result = cli("sentiment", "train", *TOY, f"model={model}", *SMALL_RNN, *extra)
     assert result.code == 0, result.err
     [run] = _runs(isolated)
@@ -172,6 +194,22 @@ def test_recurrent_models_learn_the_rule_and_reload_for_evaluate(cli, isolated: 
     assert again.code == 0, again.err
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["metrics"]["test/acc"] == pytest.approx(_metrics(run)["metrics"]["test/acc"])
+
+
+def test_an_ensemble_averages_its_members_and_explains_them_together() -> None:
+    torch.manual_seed(0)
+    model = RecurrentClassifier(embedding_dim=8, hidden=4, members=3, embeddings="word2vec", word2vec_epochs=1)
+    model.fit_vocabulary(["a fine film", "a dull film"] * 3)
+    copies = model.embedding.weight.detach().chunk(3, dim=-1)
+    assert torch.equal(copies[0][2:], copies[2][2:])  # the words start from the same Word2Vec vectors
+    model.eval()
+    batch = model.encode(["a fine film", "dull"])
+    members = model.member_logits(model.embed(batch), batch)
+    assert members.shape == (3, 2, 2) and not torch.allclose(members[0], members[1])  # own layers and heads
+    assert torch.allclose(model(["a fine film", "dull"]), members.mean(dim=0))
+    assert [token for token, _ in model.explain(["a fine film"], count=3)[0]] != []
+    with pytest.raises(UsageError, match="members"):
+        RecurrentClassifier(members=0)
 
 
 def test_word2vec_embeddings_are_reproducible_from_the_seed() -> None:

@@ -22,7 +22,15 @@ def test_sst2_splits_have_the_published_sizes(mirror: Path) -> None:
     _need(mirror, "sst2")
     data = Sst2(mirror_dir=str(mirror))
     data.prepare()
-    assert [len(data.inputs(split)) for split in ("train", "val", "test")] == [65_349, 2_000, 872]
+    assert [len(data.inputs(split)) for split in ("val", "test")] == [800, 872]
+    # validation sentences are whole sentences, and none of them, nor any phrase found only inside them, trains
+    train, val = set(data.inputs("train")), data.inputs("val")
+    assert not train & set(val)
+    assert 55_000 < len(train) < 67_349 - 800
+    assert np.mean([len(text.split()) for text in val]) > 15  # sentences, not short phrases (dev: 19.5 words)
+    phrases = Sst2(mirror_dir=str(mirror), validation="phrases", val_size=2000)
+    phrases.prepare()
+    assert [len(phrases.inputs(split)) for split in ("train", "val")] == [65_349, 2_000]
     assert int(data.targets("test").sum()) == 444  # positive sentences of the dev set
     held_out = Sst2(mirror_dir=str(mirror), test_set="test")
     held_out.prepare()

@@ -218,26 +218,76 @@ class TextData(ProjectData):
 
 class Sst2(TextData):
     """SST-2 (Socher et al. 2013, GLUE): 67,349 training phrases; `test` is the 872-sentence dev set
-    everyone reports (`test_set=dev`), or the labelled 1,821-sentence test set (`test_set=test`)."""
+    everyone reports (`test_set=dev`), or the labelled 1,821-sentence test set (`test_set=test`).
+
+    The training file mixes ~6,900 whole sentences with the phrases of their parse trees, while dev and
+    test are whole sentences only. So validation holds out `val_size` whole *sentences* (`validation:
+    sentences`), and drops from training every phrase found only inside them: a checkpoint is then chosen
+    on the kind of text that is reported, and no validation sentence is seen in pieces during training.
+    `validation: phrases` holds out random phrases instead (their sentences stay in training).
+    """
 
     source = "SST-2 (GLUE binary Stanford Sentiment Treebank)"
 
-    def __init__(self, test_set: str = "dev", val_size: int | float = 2000, **options: Any) -> None:
+    def __init__(
+        self, test_set: str = "dev", val_size: int | float = 800, validation: str = "sentences", **options: Any
+    ) -> None:
         if test_set not in ("dev", "test"):
             raise DataError(f"SST-2 has no '{test_set}' set.", "use data.test_set=dev or data.test_set=test.")
+        if validation not in ("sentences", "phrases"):
+            raise DataError(
+                f"unknown SST-2 validation '{validation}'.", "use data.validation=sentences or data.validation=phrases."
+            )
         super().__init__(val_size=val_size, **options)
-        self.test_set = test_set
+        self.test_set, self.validation = test_set, validation
 
     def load(self) -> dict[str, tuple[list[str], np.ndarray]]:
         wanted = [SST2_FILES["train"], SST2_FILES[self.test_set]]
         files = fetch_files("sst2", wanted, self.mirror_dir, self.cache_dir)
-        return {
+        splits = {
             "train": read_sst2(files["train.tsv"]),
             "test": read_sst2(files[SST2_FILES[self.test_set].name]),
         }
+        if self.validation == "sentences":
+            splits.update(hold_out_sentences(*splits["train"], self.val_size, self.split_seed))
+        return splits
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "test set": f"SST-2 {self.test_set}.tsv"}
+        return {**super().describe(), "test set": f"SST-2 {self.test_set}.tsv", "validation": self.validation}
+
+
+def whole_sentences(texts: Sequence[str]) -> list[int]:
+    """Indices of the texts that are not a run of words inside another text: in SST-2's training file,
+    the whole sentences (the roots of the parse trees), as opposed to their phrases."""
+    words = [tuple(text.split()) for text in texts]
+    inside: set[tuple[str, ...]] = set()
+    roots = []
+    for index in sorted(range(len(words)), key=lambda i: -len(words[i])):
+        if words[index] in inside:
+            continue
+        roots.append(index)
+        sentence = words[index]
+        inside.update(sentence[a:b] for a in range(len(sentence)) for b in range(a + 1, len(sentence) + 1))
+    return sorted(roots)
+
+
+def hold_out_sentences(
+    texts: list[str], labels: np.ndarray, size: int | float, seed: int
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """`val`: `size` whole sentences (a count, or a fraction of the sentences); `train`: every text that
+    is not one of them and occurs inside some sentence that stays in training."""
+    sentences = whole_sentences(texts)
+    kept, held_out = holdout_indices(len(sentences), size, seed)
+    validation = [sentences[i] for i in held_out]
+    spans: set[tuple[str, ...]] = set()
+    for i in kept:
+        sentence = tuple(texts[sentences[i]].split())
+        spans.update(sentence[a:b] for a in range(len(sentence)) for b in range(a + 1, len(sentence) + 1))
+    training = [i for i, text in enumerate(texts) if tuple(text.split()) in spans]
+    return {
+        "train": ([texts[i] for i in training], labels[training]),
+        "val": ([texts[i] for i in validation], labels[validation]),
+    }
 
 
 def read_sst2(path: Path) -> tuple[list[str], np.ndarray]:

@@ -59,6 +59,11 @@ class TextClassifier(LightningModule):
     def classify(self, embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
+    def member_logits(self, embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Logits of each member of an ensemble, (members, batch, 2): each is trained on its own loss, and
+        `classify` averages them. A single model is an ensemble of one."""
+        return self.classify(embeddings, batch)[None]
+
     def tokens(self, batch: Batch) -> list[list[str]]:
         """The tokens of each text, aligned with the embedding positions they occupy."""
         raise NotImplementedError
@@ -78,9 +83,10 @@ class TextClassifier(LightningModule):
 
     def training_step(self, batch: Sequence[Any], batch_index: int) -> torch.Tensor:
         texts, labels = batch
-        logits = self(texts)
-        loss = F.cross_entropy(logits, labels)
-        self.train_accuracy(logits, labels)
+        encoded = self.encode(texts)
+        members = self.member_logits(self.embed(encoded), encoded)
+        loss = F.cross_entropy(members.flatten(0, 1), labels.repeat(len(members)))
+        self.train_accuracy(members.mean(dim=0), labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(texts))
         self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True, batch_size=len(texts))
         return loss
@@ -145,6 +151,10 @@ class RecurrentClassifier(TextClassifier):
     The vocabulary comes from the training texts (`fit_on_train`, which the core calls before training) and is kept
     in the state dict as a byte buffer, so a saved model rebuilds itself from its weights file alone.
     Embeddings start random, or from Word2Vec (skip-gram, gensim) trained on the training texts.
+
+    `members > 1` is an ensemble in one module: that many networks, each with its own copy of the
+    embeddings, its own recurrent layer and head, and its own loss, whose logits are averaged. One embedding
+    table of width members × embedding_dim holds the copies, so gradient×input explains the whole ensemble.
     """
 
     def __init__(
@@ -156,6 +166,7 @@ class RecurrentClassifier(TextClassifier):
         bidirectional: bool = True,
         dropout: float = 0.5,
         embeddings: str = "random",
+        members: int = 1,
         word2vec_epochs: int = 10,
         min_count: int = 1,
         max_vocabulary: int = 50_000,
@@ -170,22 +181,27 @@ class RecurrentClassifier(TextClassifier):
             raise UsageError(f"unknown recurrent cell '{cell}'.", "use model.cell=lstm or model.cell=gru.")
         if embeddings not in ("random", "word2vec", "minilm"):
             raise UsageError(f"unknown embeddings '{embeddings}'.", "use model.embeddings=random, word2vec or minilm.")
+        if members < 1:
+            raise UsageError(f"model.members={members}: an ensemble needs at least one member.", "use members >= 1.")
         self.save_hyperparameters()
         self.processor = TextProcessor(**(processing or {}))
         self.words: list[str] = []
         self.index: dict[str, int] = {}
         self.register_buffer("vocabulary", torch.zeros(0, dtype=torch.uint8))
         recurrent = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn = recurrent(
-            embedding_dim,
-            hidden,
-            num_layers=layers,
-            bidirectional=bidirectional,
-            batch_first=True,
-            dropout=dropout if layers > 1 else 0.0,
+        self.rnns = nn.ModuleList(
+            recurrent(
+                embedding_dim,
+                hidden,
+                num_layers=layers,
+                bidirectional=bidirectional,
+                batch_first=True,
+                dropout=dropout if layers > 1 else 0.0,
+            )
+            for _ in range(members)
         )
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * hidden * (2 if bidirectional else 1), 2)
+        self.heads = nn.ModuleList(nn.Linear(2 * hidden * (2 if bidirectional else 1), 2) for _ in range(members))
         self.embedding: nn.Embedding | None = None
 
     # --- vocabulary -------------------------------------------------------------------------
@@ -209,7 +225,7 @@ class RecurrentClassifier(TextClassifier):
         self.words = words
         self.index = {word: i for i, word in enumerate(words)}
         self.vocabulary = torch.tensor(list("\n".join(words).encode("utf-8")), dtype=torch.uint8)
-        self.embedding = nn.Embedding(len(words), self.hparams.embedding_dim, padding_idx=0)
+        self.embedding = nn.Embedding(len(words), self.hparams.members * self.hparams.embedding_dim, padding_idx=0)
 
     def _word2vec(self, tokenized: list[list[str]]) -> None:
         from gensim.models import Word2Vec
@@ -231,7 +247,7 @@ class RecurrentClassifier(TextClassifier):
         with torch.no_grad():
             for word, row in self.index.items():
                 if word in vectors:
-                    self.embedding.weight[row] = torch.from_numpy(vectors[word].copy())
+                    self.embedding.weight[row] = torch.from_numpy(vectors[word]).repeat(self.hparams.members)
 
     def _minilm(self, batch_size: int = 512) -> None:
         """Each word's vector from the packaged all-MiniLM-L6-v2: the sentence embedding of the word alone
@@ -253,7 +269,7 @@ class RecurrentClassifier(TextClassifier):
                 states = encoder(**batch).last_hidden_state
                 mask = batch["attention_mask"][..., None].to(states.dtype)
                 pooled = (states * mask).sum(dim=1) / mask.sum(dim=1)
-                self.embedding.weight[2 + start : 2 + start + len(pooled)] = pooled
+                self.embedding.weight[2 + start : 2 + start + len(pooled)] = pooled.repeat(1, self.hparams.members)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Rebuild the vocabulary (and so the embedding's size) from the saved bytes before loading weights."""
@@ -277,14 +293,20 @@ class RecurrentClassifier(TextClassifier):
         assert self.embedding is not None
         return self.embedding(batch["ids"])
 
+    def member_logits(self, embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
+        lengths, width = batch["lengths"], embeddings.shape[1]
+        mask = (torch.arange(width) < lengths[:, None]).to(embeddings.device)[..., None]
+        logits = []
+        for rnn, head, vectors in zip(self.rnns, self.heads, embeddings.chunk(len(self.rnns), dim=-1), strict=True):
+            packed = pack_padded_sequence(self.dropout(vectors), lengths, batch_first=True, enforce_sorted=False)
+            states, _ = pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=width)
+            maximum = states.masked_fill(~mask, float("-inf")).max(dim=1).values
+            mean = (states * mask).sum(dim=1) / mask.sum(dim=1)
+            logits.append(head(self.dropout(torch.cat([maximum, mean], dim=1))))
+        return torch.stack(logits)
+
     def classify(self, embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
-        lengths = batch["lengths"]
-        packed = pack_padded_sequence(self.dropout(embeddings), lengths, batch_first=True, enforce_sorted=False)
-        states, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=embeddings.shape[1])
-        mask = (torch.arange(embeddings.shape[1]) < lengths[:, None]).to(states.device)[..., None]
-        maximum = states.masked_fill(~mask, float("-inf")).max(dim=1).values
-        mean = (states * mask).sum(dim=1) / mask.sum(dim=1)
-        return self.head(self.dropout(torch.cat([maximum, mean], dim=1)))
+        return self.member_logits(embeddings, batch).mean(dim=0)
 
     def tokens(self, batch: Batch) -> list[list[str]]:
         return batch["tokens"]
