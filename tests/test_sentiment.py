@@ -201,7 +201,7 @@ def test_an_ensemble_averages_its_members_and_explains_them_together() -> None:
     model = RecurrentClassifier(embedding_dim=8, hidden=4, members=3, embeddings="word2vec", word2vec_epochs=1)
     model.fit_vocabulary(["a fine film", "a dull film"] * 3)
     copies = model.embedding.weight.detach().chunk(3, dim=-1)
-    assert torch.equal(copies[0][2:], copies[2][2:])  # the words start from the same Word2Vec vectors
+    assert not torch.equal(copies[0][2:], copies[2][2:])  # each member starts from a Word2Vec of its own seed
     model.eval()
     batch = model.encode(["a fine film", "dull"])
     members = model.member_logits(model.embed(batch), batch)
@@ -210,6 +210,18 @@ def test_an_ensemble_averages_its_members_and_explains_them_together() -> None:
     assert [token for token, _ in model.explain(["a fine film"], count=3)[0]] != []
     with pytest.raises(UsageError, match="members"):
         RecurrentClassifier(members=0)
+
+
+def test_word_dropout_reads_training_words_as_unknown_and_leaves_evaluation_alone() -> None:
+    model = RecurrentClassifier(embedding_dim=4, hidden=2, word_dropout=1.0)
+    model.fit_vocabulary(["a fine film"])
+    batch = model.encode(["a fine film", "film"])
+    unknown, padding = model.embedding.weight[1], model.embedding.weight[0]
+    model.train()
+    vectors = model.embed(batch)
+    assert torch.equal(vectors[0], unknown.expand(3, 4)) and torch.equal(vectors[1, 1:], padding.expand(2, 4))
+    model.eval()
+    assert torch.equal(model.embed(batch)[0], model.embedding.weight[batch["ids"][0]])
 
 
 def test_word2vec_embeddings_are_reproducible_from_the_seed() -> None:

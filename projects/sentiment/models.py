@@ -167,6 +167,7 @@ class RecurrentClassifier(TextClassifier):
         dropout: float = 0.5,
         embeddings: str = "random",
         members: int = 1,
+        word_dropout: float = 0.0,
         word2vec_epochs: int = 10,
         min_count: int = 1,
         max_vocabulary: int = 50_000,
@@ -230,24 +231,28 @@ class RecurrentClassifier(TextClassifier):
     def _word2vec(self, tokenized: list[list[str]]) -> None:
         from gensim.models import Word2Vec
 
-        vectors = Word2Vec(
-            tokenized,
-            vector_size=self.hparams.embedding_dim,
-            window=5,
-            min_count=1,
-            sg=1,
-            epochs=self.hparams.word2vec_epochs,
-            # Reproducible from the run's seed: one worker (threads interleave updates in any order) and a
-            # stable hash for the initial vectors (Python's own `hash` of a str changes with each process).
-            workers=1,
-            seed=torch.initial_seed() % 2**31,
-            hashfxn=_stable_hash,
-        ).wv
         assert self.embedding is not None
-        with torch.no_grad():
-            for word, row in self.index.items():
-                if word in vectors:
-                    self.embedding.weight[row] = torch.from_numpy(vectors[word]).repeat(self.hparams.members)
+        width, seed = self.hparams.embedding_dim, torch.initial_seed() % 2**31
+        for member in range(self.hparams.members):  # each member its own Word2Vec (seed): a more diverse ensemble
+            vectors = Word2Vec(
+                tokenized,
+                vector_size=width,
+                window=5,
+                min_count=1,
+                sg=1,
+                epochs=self.hparams.word2vec_epochs,
+                # Reproducible from the run's seed: one worker (threads interleave updates in any order) and a
+                # stable hash for the initial vectors (Python's own `hash` of a str changes with each process).
+                workers=1,
+                seed=(seed + member) % 2**31,
+                hashfxn=_stable_hash,
+            ).wv
+            with torch.no_grad():
+                for word, row in self.index.items():
+                    if word in vectors:
+                        self.embedding.weight[row, member * width : (member + 1) * width] = torch.from_numpy(
+                            vectors[word]
+                        )
 
     def _minilm(self, batch_size: int = 512) -> None:
         """Each word's vector from the packaged all-MiniLM-L6-v2: the sentence embedding of the word alone
@@ -291,7 +296,11 @@ class RecurrentClassifier(TextClassifier):
 
     def embed(self, batch: Batch) -> torch.Tensor:
         assert self.embedding is not None
-        return self.embedding(batch["ids"])
+        ids = batch["ids"]
+        if self.training and self.hparams.word_dropout > 0:  # words read as unknown: less memorising of rare words
+            dropped = (torch.rand(ids.shape, device=ids.device) < self.hparams.word_dropout) & (ids > 0)
+            ids = ids.masked_fill(dropped, 1)
+        return self.embedding(ids)
 
     def member_logits(self, embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
         lengths, width = batch["lengths"], embeddings.shape[1]
