@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("project", choices=sorted(BENCHMARKS))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every preset (trainer=gpu ...)")
     parser.add_argument("--preset", action="append", help="only these presets (default: all of the project's)")
-    arguments = parser.parse_args()
+    arguments = parser.parse_intermixed_args()  # overrides may come before or after --preset
     lines = []
     for label, overrides in BENCHMARKS[arguments.project]:
         if arguments.preset and label not in arguments.preset:

@@ -233,26 +233,32 @@ class RecurrentClassifier(TextClassifier):
 
         assert self.embedding is not None
         width, seed = self.hparams.embedding_dim, torch.initial_seed() % 2**31
-        for member in range(self.hparams.members):  # each member its own Word2Vec (seed): a more diverse ensemble
-            vectors = Word2Vec(
-                tokenized,
-                vector_size=width,
-                window=5,
-                min_count=1,
-                sg=1,
-                epochs=self.hparams.word2vec_epochs,
-                # Reproducible from the run's seed: one worker (threads interleave updates in any order) and a
-                # stable hash for the initial vectors (Python's own `hash` of a str changes with each process).
-                workers=1,
-                seed=(seed + member) % 2**31,
-                hashfxn=_stable_hash,
-            ).wv
-            with torch.no_grad():
-                for word, row in self.index.items():
-                    if word in vectors:
-                        self.embedding.weight[row, member * width : (member + 1) * width] = torch.from_numpy(
-                            vectors[word]
-                        )
+        log.info("Word2Vec (skip-gram, %d epochs) on %d training texts", self.hparams.word2vec_epochs, len(tokenized))
+        gensim_log = logging.getLogger("gensim")
+        level = gensim_log.level
+        gensim_log.setLevel(logging.WARNING)  # gensim logs a line per epoch and a dict per stage
+        try:
+            for member in range(self.hparams.members):  # each member its own Word2Vec (seed): a diverse ensemble
+                vectors = Word2Vec(
+                    tokenized,
+                    vector_size=width,
+                    window=5,
+                    min_count=1,
+                    sg=1,
+                    epochs=self.hparams.word2vec_epochs,
+                    # Reproducible from the run's seed: one worker (threads interleave updates in any order) and
+                    # a stable hash for the initial vectors (Python's `hash` of a str changes with each process).
+                    workers=1,
+                    seed=(seed + member) % 2**31,
+                    hashfxn=_stable_hash,
+                ).wv
+                columns = slice(member * width, (member + 1) * width)
+                with torch.no_grad():
+                    for word, row in self.index.items():
+                        if word in vectors:
+                            self.embedding.weight[row, columns] = torch.from_numpy(vectors[word])
+        finally:
+            gensim_log.setLevel(level)
 
     def _minilm(self, batch_size: int = 512) -> None:
         """Each word's vector from the packaged all-MiniLM-L6-v2: the sentence embedding of the word alone
