@@ -256,7 +256,7 @@ class RecurrentClassifier(TextClassifier):
                 with torch.no_grad():
                     for word, row in self.index.items():
                         if word in vectors:
-                            self.embedding.weight[row, columns] = torch.from_numpy(vectors[word])
+                            self.embedding.weight[row, columns] = torch.from_numpy(vectors[word].copy())
         finally:
             gensim_log.setLevel(level)
 
