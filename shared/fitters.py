@@ -238,21 +238,27 @@ def _trainer_options(cfg: DictConfig) -> dict[str, Any]:
 
 
 @contextmanager
+def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
+    """The named loggers at `level` (WARNING) for the block, then as they were: for chatty libraries."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, previous in zip(loggers, levels, strict=True):
+            logger.setLevel(previous)
+
+
+@contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Lightning without its device banner and loader advice: for Trainers built many times per command
     (evaluation, a model fitted once per cross-validation fold)."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            warnings.filterwarnings("ignore", ".*LeafSpec.*")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+    with quiet_loggers("lightning.pytorch", "lightning.fabric"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        yield
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

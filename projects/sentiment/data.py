@@ -256,18 +256,21 @@ class Sst2(TextData):
         return {**super().describe(), "test set": f"SST-2 {self.test_set}.tsv", "validation": self.validation}
 
 
+def runs_of_words(text: str) -> set[tuple[str, ...]]:
+    """Every run of consecutive words of a text: the phrases a parse tree of it could hold."""
+    words = tuple(text.split())
+    return {words[start:end] for start in range(len(words)) for end in range(start + 1, len(words) + 1)}
+
+
 def whole_sentences(texts: Sequence[str]) -> list[int]:
     """Indices of the texts that are not a run of words inside another text: in SST-2's training file,
     the whole sentences (the roots of the parse trees), as opposed to their phrases."""
-    words = [tuple(text.split()) for text in texts]
     inside: set[tuple[str, ...]] = set()
     roots = []
-    for index in sorted(range(len(words)), key=lambda i: -len(words[i])):
-        if words[index] in inside:
-            continue
-        roots.append(index)
-        sentence = words[index]
-        inside.update(sentence[a:b] for a in range(len(sentence)) for b in range(a + 1, len(sentence) + 1))
+    for index in sorted(range(len(texts)), key=lambda i: -len(texts[i].split())):
+        if tuple(texts[index].split()) not in inside:
+            roots.append(index)
+            inside |= runs_of_words(texts[index])
     return sorted(roots)
 
 
@@ -279,10 +282,7 @@ def hold_out_sentences(
     sentences = whole_sentences(texts)
     kept, held_out = holdout_indices(len(sentences), size, seed)
     validation = [sentences[i] for i in held_out]
-    spans: set[tuple[str, ...]] = set()
-    for i in kept:
-        sentence = tuple(texts[sentences[i]].split())
-        spans.update(sentence[a:b] for a in range(len(sentence)) for b in range(a + 1, len(sentence) + 1))
+    spans = set().union(*(runs_of_words(texts[sentences[i]]) for i in kept))
     training = [i for i, text in enumerate(texts) if tuple(text.split()) in spans]
     return {
         "train": ([texts[i] for i in training], labels[training]),

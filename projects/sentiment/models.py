@@ -28,6 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from projects.sentiment.linear import explain_linear, top_ngrams
 from projects.sentiment.text import TextProcessor
 from shared.errors import UsageError
+from shared.fitters import quiet_loggers
 
 log = logging.getLogger(__name__)
 
@@ -229,36 +230,21 @@ class RecurrentClassifier(TextClassifier):
         self.embedding = nn.Embedding(len(words), self.hparams.members * self.hparams.embedding_dim, padding_idx=0)
 
     def _word2vec(self, tokenized: list[list[str]]) -> None:
-        from gensim.models import Word2Vec
-
-        assert self.embedding is not None
-        width, seed = self.hparams.embedding_dim, torch.initial_seed() % 2**31
+        """Each member's slice of the embedding table from a Word2Vec of its own seed: a more diverse ensemble."""
+        width, seed = self.hparams.embedding_dim, torch.initial_seed()
         log.info("Word2Vec (skip-gram, %d epochs) on %d training texts", self.hparams.word2vec_epochs, len(tokenized))
-        gensim_log = logging.getLogger("gensim")
-        level = gensim_log.level
-        gensim_log.setLevel(logging.WARNING)  # gensim logs a line per epoch and a dict per stage
-        try:
-            for member in range(self.hparams.members):  # each member its own Word2Vec (seed): a diverse ensemble
-                vectors = Word2Vec(
-                    tokenized,
-                    vector_size=width,
-                    window=5,
-                    min_count=1,
-                    sg=1,
-                    epochs=self.hparams.word2vec_epochs,
-                    # Reproducible from the run's seed: one worker (threads interleave updates in any order) and
-                    # a stable hash for the initial vectors (Python's `hash` of a str changes with each process).
-                    workers=1,
-                    seed=(seed + member) % 2**31,
-                    hashfxn=_stable_hash,
-                ).wv
+        with quiet_loggers("gensim"):  # a line per epoch and a dict per stage otherwise
+            tables = [
+                train_word2vec(tokenized, width, self.hparams.word2vec_epochs, seed + member)
+                for member in range(self.hparams.members)
+            ]
+        assert self.embedding is not None
+        with torch.no_grad():
+            for member, vectors in enumerate(tables):
                 columns = slice(member * width, (member + 1) * width)
-                with torch.no_grad():
-                    for word, row in self.index.items():
-                        if word in vectors:
-                            self.embedding.weight[row, columns] = torch.from_numpy(vectors[word].copy())
-        finally:
-            gensim_log.setLevel(level)
+                for word, row in self.index.items():
+                    if word in vectors:
+                        self.embedding.weight[row, columns] = torch.from_numpy(vectors[word].copy())
 
     def _minilm(self, batch_size: int = 512) -> None:
         """Each word's vector from the packaged all-MiniLM-L6-v2: the sentence embedding of the word alone
@@ -413,6 +399,25 @@ class TransformerClassifier(TextClassifier):
     def truncated(self, texts: Sequence[str]) -> list[bool]:
         lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
         return [length > self.hparams.max_length for length in lengths]
+
+
+def train_word2vec(tokenized: list[list[str]], width: int, epochs: int, seed: int) -> Any:
+    """Skip-gram Word2Vec word vectors (gensim `KeyedVectors`), reproducible from `seed`: one worker (threads
+    interleave updates in any order) and a stable hash for the initial vectors (Python's own `hash` of a str
+    changes with each process)."""
+    from gensim.models import Word2Vec
+
+    return Word2Vec(
+        tokenized,
+        vector_size=width,
+        window=5,
+        min_count=1,
+        sg=1,
+        epochs=epochs,
+        workers=1,
+        seed=seed % 2**31,
+        hashfxn=_stable_hash,
+    ).wv
 
 
 def _stable_hash(text: str) -> int:
