@@ -54,6 +54,7 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
         ("tfidf_lr/rt-polarity-10-fold", ["-m", "model=tfidf_lr", *RT_FOLDS]),
         ("bilstm", ["experiment=bilstm"]),
         ("bilstm/rt-polarity-10-fold", ["-m", "experiment=bilstm", *RT_FOLDS]),
+        ("bilstm_word2vec", ["experiment=bilstm_word2vec"]),
         ("gru", ["experiment=gru"]),
         ("transformer_cpu", ["experiment=transformer_cpu"]),
         (

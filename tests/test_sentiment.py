@@ -183,8 +183,12 @@ def test_tfidf_lr_learns_the_rule_and_writes_plots_and_top_ngrams(trained_linear
 
 @pytest.mark.parametrize("model", ["bilstm", "gru"])
 def test_recurrent_models_learn_the_rule_and_reload_for_evaluate(cli, isolated: Path, model: str) -> None:
-    # the GRU trains as an ensemble of two, so the members' training and reloading are exercised too
-    extra = ["model.embeddings=word2vec", "model.word2vec_epochs=2"] if model == "bilstm" else ["model.members=2"]
+    # the GRU trains as an ensemble of two with adversarial training, so those are exercised end to end too
+    extra = (
+        ["model.embeddings=word2vec", "model.word2vec_epochs=2"]
+        if model == "bilstm"
+        else ["model.members=2", "model.adversarial=0.05"]
+    )
     result = cli("sentiment", "train", *TOY, f"model={model}", *SMALL_RNN, *extra)
     assert result.code == 0, result.err
     [run] = _runs(isolated)
@@ -210,6 +214,19 @@ def test_an_ensemble_averages_its_members_and_explains_them_together() -> None:
     assert [token for token, _ in model.explain(["a fine film"], count=3)[0]] != []
     with pytest.raises(UsageError, match="members"):
         RecurrentClassifier(members=0)
+
+
+def test_adversarial_step_raises_the_loss_and_a_negative_size_is_refused() -> None:
+    torch.manual_seed(0)
+    model = RecurrentClassifier(embedding_dim=8, hidden=4, adversarial=0.2).eval()  # eval: no dropout noise
+    model.fit_vocabulary(["a fine film", "a dull film"])
+    encoded = model.encode(["a fine film", "a dull film"])
+    labels = torch.tensor([1, 0])
+    embeddings = model.embed(encoded)
+    loss = torch.nn.functional.cross_entropy(model.classify(embeddings, encoded), labels)
+    assert model.adversarial_loss(loss, embeddings, encoded, labels) > loss
+    with pytest.raises(UsageError, match="adversarial"):
+        RecurrentClassifier(adversarial=-1.0)
 
 
 def test_word_dropout_reads_training_words_as_unknown_and_leaves_evaluation_alone() -> None:
@@ -243,6 +260,22 @@ def test_minilm_embeddings_put_synonyms_together_and_need_its_width() -> None:
     assert great @ excellent > great @ terrible
     with pytest.raises(UsageError, match=r"model\.embedding_dim=384"):
         RecurrentClassifier(embeddings="minilm", embedding_dim=300, hidden=4).fit_vocabulary(["a film"])
+    with pytest.raises(UsageError, match=r"model\.minilm_layer=9"):
+        RecurrentClassifier(embeddings="minilm", embedding_dim=384, hidden=4, minilm_layer=9).fit_vocabulary(["a"])
+
+
+def test_minilm_vectors_depend_on_the_layer_read_and_can_be_frozen() -> None:
+    texts = ["a great film", "an excellent film", "a terrible film"]
+    tables = []
+    for layer in (0, 6):
+        model = RecurrentClassifier(
+            embeddings="minilm", embedding_dim=384, hidden=4, minilm_layer=layer, freeze_embeddings=True
+        )
+        model.fit_vocabulary(texts)
+        tables.append(model.embedding.weight.detach().clone())
+        assert not model.embedding.weight.requires_grad
+        assert all(p.requires_grad for name, p in model.named_parameters() if not name.startswith("embedding"))
+    assert not torch.allclose(tables[0], tables[1])
 
 
 def test_transformer_fine_tunes_the_packaged_minilm_for_a_few_steps(cli, isolated: Path) -> None:

@@ -44,9 +44,11 @@ class TextClassifier(LightningModule):
     take gradients with respect to each token's vector.
     """
 
-    def __init__(self, lr: float, weight_decay: float, warmup: float) -> None:
+    def __init__(self, lr: float, weight_decay: float, warmup: float, adversarial: float = 0.0) -> None:
         super().__init__()
-        self.lr, self.weight_decay, self.warmup = lr, weight_decay, warmup
+        if adversarial < 0:
+            raise UsageError(f"model.adversarial={adversarial} is negative.", "use 0 (off) or a size such as 0.05.")
+        self.lr, self.weight_decay, self.warmup, self.adversarial = lr, weight_decay, warmup, adversarial
         self.train_accuracy = MulticlassAccuracy(num_classes=2, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes=2, average="micro")
 
@@ -85,12 +87,31 @@ class TextClassifier(LightningModule):
     def training_step(self, batch: Sequence[Any], batch_index: int) -> torch.Tensor:
         texts, labels = batch
         encoded = self.encode(texts)
-        members = self.member_logits(self.embed(encoded), encoded)
+        embeddings = self.embed(encoded)
+        if self.adversarial > 0 and not embeddings.requires_grad:  # frozen embeddings: still perturbed
+            embeddings.requires_grad_(True)
+        members = self.member_logits(embeddings, encoded)
         loss = F.cross_entropy(members.flatten(0, 1), labels.repeat(len(members)))
+        if self.adversarial > 0:
+            loss = loss + self.adversarial_loss(loss, embeddings, encoded, labels)
         self.train_accuracy(members.mean(dim=0), labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(texts))
         self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True, batch_size=len(texts))
         return loss
+
+    def adversarial_loss(
+        self, loss: torch.Tensor, embeddings: torch.Tensor, encoded: Batch, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss again with each text's embeddings pushed the way that raises it most (Miyato et al. 2017,
+        adversarial training for text): a step along the gradient of size `adversarial` × the text's own
+        embedding norm, so the size means the same for any embedding scale. A regulariser: predictions
+        should not flip under a small worst-case change of the word vectors."""
+        (gradient,) = torch.autograd.grad(loss, embeddings, retain_graph=True)
+        gradient = gradient.detach()
+        scale = embeddings.detach().flatten(1).norm(dim=1) / gradient.flatten(1).norm(dim=1).clamp(min=1e-12)
+        perturbed = embeddings + self.adversarial * scale[:, None, None] * gradient
+        members = self.member_logits(perturbed, encoded)
+        return F.cross_entropy(members.flatten(0, 1), labels.repeat(len(members)))
 
     def validation_step(self, batch: Sequence[Any], batch_index: int) -> None:
         texts, labels = batch
@@ -170,6 +191,9 @@ class RecurrentClassifier(TextClassifier):
         members: int = 1,
         word_dropout: float = 0.0,
         word2vec_epochs: int = 10,
+        minilm_layer: int = 6,
+        minilm_contexts: int = 2,
+        freeze_embeddings: bool = False,
         min_count: int = 1,
         max_vocabulary: int = 50_000,
         max_tokens: int = 100,
@@ -177,8 +201,9 @@ class RecurrentClassifier(TextClassifier):
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         warmup: float = 0.05,
+        adversarial: float = 0.0,
     ) -> None:
-        super().__init__(lr, weight_decay, warmup)
+        super().__init__(lr, weight_decay, warmup, adversarial)
         if cell not in ("lstm", "gru"):
             raise UsageError(f"unknown recurrent cell '{cell}'.", "use model.cell=lstm or model.cell=gru.")
         if embeddings not in ("random", "word2vec", "minilm"):
@@ -216,7 +241,7 @@ class RecurrentClassifier(TextClassifier):
         if self.hparams.embeddings == "word2vec":
             self._word2vec(tokenized)
         elif self.hparams.embeddings == "minilm":
-            self._minilm()
+            self._minilm(tokenized)
         log.info("vocabulary: %d words (%s embeddings)", len(self.words), self.hparams.embeddings)
 
     def fit_on_train(self, texts: Sequence[str], labels: Any = None) -> None:
@@ -228,6 +253,7 @@ class RecurrentClassifier(TextClassifier):
         self.index = {word: i for i, word in enumerate(words)}
         self.vocabulary = torch.tensor(list("\n".join(words).encode("utf-8")), dtype=torch.uint8)
         self.embedding = nn.Embedding(len(words), self.hparams.members * self.hparams.embedding_dim, padding_idx=0)
+        self.embedding.weight.requires_grad_(not self.hparams.freeze_embeddings)
 
     def _word2vec(self, tokenized: list[list[str]]) -> None:
         """Each member's slice of the embedding table from a Word2Vec of its own seed: a more diverse ensemble."""
@@ -246,27 +272,18 @@ class RecurrentClassifier(TextClassifier):
                     if word in vectors:
                         self.embedding.weight[row, columns] = torch.from_numpy(vectors[word].copy())
 
-    def _minilm(self, batch_size: int = 512) -> None:
-        """Each word's vector from the packaged all-MiniLM-L6-v2: the sentence embedding of the word alone
-        (mean-pooled encoder output), a pretrained static embedding that needs no network."""
-        from transformers import AutoModel, AutoTokenizer
-
-        source = resolve_pretrained(PACKAGED_MINILM)
-        tokenizer, encoder = AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source).eval()
-        if encoder.config.hidden_size != self.hparams.embedding_dim:
-            raise UsageError(
-                f"minilm embeddings have {encoder.config.hidden_size} dimensions, not {self.hparams.embedding_dim}.",
-                f"set model.embedding_dim={encoder.config.hidden_size} with model.embeddings=minilm.",
-            )
+    def _minilm(self, tokenized: list[list[str]]) -> None:
+        """Each word's vector from the packaged all-MiniLM-L6-v2, read in context: the encoder's states for
+        the word, averaged over its occurrences in the training texts (a static embedding distilled from a
+        contextual model, as Bommasani et al. 2020 do). Pretrained, offline, and no hub."""
+        vectors, found = minilm_word_vectors(
+            tokenized, self.words, self.hparams.minilm_layer, self.hparams.minilm_contexts, self.hparams.embedding_dim
+        )
         assert self.embedding is not None
-        words = self.words[2:]  # <pad> and <unk> keep their random start
         with torch.no_grad():
-            for start in range(0, len(words), batch_size):
-                batch = tokenizer(words[start : start + batch_size], padding=True, return_tensors="pt")
-                states = encoder(**batch).last_hidden_state
-                mask = batch["attention_mask"][..., None].to(states.dtype)
-                pooled = (states * mask).sum(dim=1) / mask.sum(dim=1)
-                self.embedding.weight[2 + start : 2 + start + len(pooled)] = pooled.repeat(1, self.hparams.members)
+            rows = torch.from_numpy(np.flatnonzero(found))
+            self.embedding.weight[rows] = torch.from_numpy(vectors[found]).repeat(1, self.hparams.members)
+        log.info("MiniLM vectors for %d of %d words (the rest start random)", int(found.sum()), len(self.words))
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Rebuild the vocabulary (and so the embedding's size) from the saved bytes before loading weights."""
@@ -347,8 +364,9 @@ class TransformerClassifier(TextClassifier):
         lr: float = 5e-5,
         weight_decay: float = 0.01,
         warmup: float = 0.1,
+        adversarial: float = 0.0,
     ) -> None:
-        super().__init__(lr, weight_decay, warmup)
+        super().__init__(lr, weight_decay, warmup, adversarial)
         if pooling not in ("mean", "cls"):
             raise UsageError(f"unknown pooling '{pooling}'.", "use model.pooling=mean or model.pooling=cls.")
         self.save_hyperparameters()
@@ -399,6 +417,60 @@ class TransformerClassifier(TextClassifier):
     def truncated(self, texts: Sequence[str]) -> list[bool]:
         lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
         return [length > self.hparams.max_length for length in lengths]
+
+
+def minilm_word_vectors(
+    tokenized: list[list[str]], words: list[str], layer: int, contexts_per_word: int, width: int, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Static word vectors from the packaged MiniLM: each word's hidden state at `layer` (0 = the input
+    embeddings, 6 = the last), averaged over its word pieces and over the contexts it is read in.
+
+    Contexts are the training texts, longest first, each kept only while it brings a word seen in fewer than
+    `contexts_per_word` kept texts: a treebank's phrases repeat their sentences, and reading them all would
+    cost minutes for nothing new. The vectors are standardised per dimension (contextual states share a
+    large common direction). Returns the vectors (len(words), width) and which words were found.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    source = resolve_pretrained(PACKAGED_MINILM)
+    tokenizer, encoder = AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source).eval()
+    if encoder.config.hidden_size != width:
+        raise UsageError(
+            f"minilm embeddings have {encoder.config.hidden_size} dimensions, not {width}.",
+            f"set model.embedding_dim={encoder.config.hidden_size} with model.embeddings=minilm.",
+        )
+    if not 0 <= layer <= encoder.config.num_hidden_layers:
+        raise UsageError(
+            f"model.minilm_layer={layer} is not a layer of MiniLM.",
+            f"use 0 (input embeddings) to {encoder.config.num_hidden_layers} (the last).",
+        )
+    index = {word: i for i, word in enumerate(words)}
+    seen: Counter[str] = Counter()
+    contexts = []
+    for text in sorted((tokens for tokens in tokenized if tokens), key=len, reverse=True):
+        if any(seen[word] < contexts_per_word for word in text):
+            contexts.append(text)
+            seen.update(text)
+    sums, counts = torch.zeros(len(words), width), torch.zeros(len(words))
+    with torch.inference_mode():
+        for start in range(0, len(contexts), batch_size):
+            batch = contexts[start : start + batch_size]
+            encoded = tokenizer(batch, is_split_into_words=True, padding=True, truncation=True, return_tensors="pt")
+            states = encoder(**encoded, output_hidden_states=True).hidden_states[layer]
+            targets = torch.full(encoded["input_ids"].shape, -1, dtype=torch.long)
+            for row, text in enumerate(batch):  # each word piece -> the vocabulary row of its word
+                for position, word in enumerate(encoded.word_ids(row)):
+                    if word is not None:
+                        targets[row, position] = index.get(text[word], -1)
+            kept = targets >= 0
+            sums.index_add_(0, targets[kept], states[kept].float())
+            counts.index_add_(0, targets[kept], torch.ones(int(kept.sum())))
+    found = (counts > 0).numpy()
+    vectors = (sums / counts.clamp(min=1)[:, None]).numpy()
+    if found.any():
+        mean, spread = vectors[found].mean(axis=0), vectors[found].std(axis=0) + 1e-6
+        vectors[found] = (vectors[found] - mean) / spread
+    return vectors.astype(np.float32), found
 
 
 def train_word2vec(tokenized: list[list[str]], width: int, epochs: int, seed: int) -> Any:
