@@ -191,7 +191,7 @@ class RecurrentClassifier(TextClassifier):
         members: int = 1,
         word_dropout: float = 0.0,
         word2vec_epochs: int = 10,
-        minilm_layer: int = 6,
+        minilm_layer: int = 3,
         minilm_contexts: int = 2,
         freeze_embeddings: bool = False,
         min_count: int = 1,
@@ -451,6 +451,7 @@ def minilm_word_vectors(
         if any(seen[word] < contexts_per_word for word in text):
             contexts.append(text)
             seen.update(text)
+    log.info("MiniLM word vectors: reading %d training texts (layer %d)", len(contexts), layer)
     sums, counts = torch.zeros(len(words), width), torch.zeros(len(words))
     with torch.inference_mode():
         for start in range(0, len(contexts), batch_size):
