@@ -172,7 +172,8 @@ class RecurrentClassifier(TextClassifier):
 
     The vocabulary comes from the training texts (`fit_on_train`, which the core calls before training) and is kept
     in the state dict as a byte buffer, so a saved model rebuilds itself from its weights file alone.
-    Embeddings start random, or from Word2Vec (skip-gram, gensim) trained on the training texts.
+    Embeddings start random, from Word2Vec (skip-gram, gensim) trained on the training texts, or from the packaged
+    MiniLM read in context (`minilm_word_vectors`).
 
     `members > 1` is an ensemble in one module: that many networks, each with its own copy of the
     embeddings, its own recurrent layer and head, and its own loss, whose logits are averaged. One embedding
