@@ -91,7 +91,7 @@ class TextClassifier(LightningModule):
         if self.adversarial > 0 and not embeddings.requires_grad:  # frozen embeddings: still perturbed
             embeddings.requires_grad_(True)
         members = self.member_logits(embeddings, encoded)
-        loss = F.cross_entropy(members.flatten(0, 1), labels.repeat(len(members)))
+        loss = members_loss(members, labels)
         if self.adversarial > 0:
             loss = loss + self.adversarial_loss(loss, embeddings, encoded, labels)
         self.train_accuracy(members.mean(dim=0), labels)
@@ -110,8 +110,7 @@ class TextClassifier(LightningModule):
         gradient = gradient.detach()
         scale = embeddings.detach().flatten(1).norm(dim=1) / gradient.flatten(1).norm(dim=1).clamp(min=1e-12)
         perturbed = embeddings + self.adversarial * scale[:, None, None] * gradient
-        members = self.member_logits(perturbed, encoded)
-        return F.cross_entropy(members.flatten(0, 1), labels.repeat(len(members)))
+        return members_loss(self.member_logits(perturbed, encoded), labels)
 
     def validation_step(self, batch: Sequence[Any], batch_index: int) -> None:
         texts, labels = batch
@@ -348,6 +347,21 @@ def resolve_pretrained(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
+def load_pretrained(name: str) -> tuple[Any, Any]:
+    """The tokenizer and encoder of a pretrained model (see `resolve_pretrained`); a clear error if it is missing."""
+    from transformers import AutoModel, AutoTokenizer
+
+    source = resolve_pretrained(name)
+    try:
+        return AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source)
+    except OSError as error:
+        raise UsageError(
+            f"could not load the pretrained model '{name}': {str(error).splitlines()[0]}",
+            f"use model.pretrained={PACKAGED_MINILM} (packaged, offline), a local model folder, or a hub "
+            "name on a machine with network access (HF_HUB_OFFLINE unset).",
+        ) from error
+
+
 class TransformerClassifier(TextClassifier):
     """A pretrained Hugging Face encoder, fine-tuned whole with a linear head on its pooled output.
 
@@ -371,18 +385,7 @@ class TransformerClassifier(TextClassifier):
         if pooling not in ("mean", "cls"):
             raise UsageError(f"unknown pooling '{pooling}'.", "use model.pooling=mean or model.pooling=cls.")
         self.save_hyperparameters()
-        from transformers import AutoModel, AutoTokenizer
-
-        source = resolve_pretrained(pretrained)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
-            self.encoder = AutoModel.from_pretrained(source)
-        except OSError as error:
-            raise UsageError(
-                f"could not load the pretrained model '{pretrained}': {str(error).splitlines()[0]}",
-                f"use model.pretrained={PACKAGED_MINILM} (packaged, offline), a local model folder, or a hub "
-                "name on a machine with network access (HF_HUB_OFFLINE unset).",
-            ) from error
+        self.tokenizer, self.encoder = load_pretrained(pretrained)
         self.encoder.train()  # from_pretrained leaves it in eval mode, and Lightning keeps submodules' modes
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.config.hidden_size, 2))
 
@@ -424,17 +427,12 @@ def minilm_word_vectors(
     tokenized: list[list[str]], words: list[str], layer: int, contexts_per_word: int, width: int, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """Static word vectors from the packaged MiniLM: each word's hidden state at `layer` (0 = the input
-    embeddings, 6 = the last), averaged over its word pieces and over the contexts it is read in.
-
-    Contexts are the training texts, longest first, each kept only while it brings a word seen in fewer than
-    `contexts_per_word` kept texts: a treebank's phrases repeat their sentences, and reading them all would
-    cost minutes for nothing new. The vectors are standardised per dimension (contextual states share a
-    large common direction). Returns the vectors (len(words), width) and which words were found.
+    embeddings, 6 = the last), averaged over its word pieces and over the contexts it is read in
+    (`reading_contexts`). The vectors are standardised per dimension (contextual states share a large
+    common direction). Returns the vectors (len(words), width) and which words were found.
     """
-    from transformers import AutoModel, AutoTokenizer
-
-    source = resolve_pretrained(PACKAGED_MINILM)
-    tokenizer, encoder = AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source).eval()
+    tokenizer, encoder = load_pretrained(PACKAGED_MINILM)
+    encoder.eval()
     if encoder.config.hidden_size != width:
         raise UsageError(
             f"minilm embeddings have {encoder.config.hidden_size} dimensions, not {width}.",
@@ -446,12 +444,7 @@ def minilm_word_vectors(
             f"use 0 (input embeddings) to {encoder.config.num_hidden_layers} (the last).",
         )
     index = {word: i for i, word in enumerate(words)}
-    seen: Counter[str] = Counter()
-    contexts = []
-    for text in sorted((tokens for tokens in tokenized if tokens), key=len, reverse=True):
-        if any(seen[word] < contexts_per_word for word in text):
-            contexts.append(text)
-            seen.update(text)
+    contexts = reading_contexts(tokenized, contexts_per_word)
     log.info("MiniLM word vectors: reading %d training texts (layer %d)", len(contexts), layer)
     sums, counts = torch.zeros(len(words), width), torch.zeros(len(words))
     with torch.inference_mode():
@@ -459,20 +452,45 @@ def minilm_word_vectors(
             batch = contexts[start : start + batch_size]
             encoded = tokenizer(batch, is_split_into_words=True, padding=True, truncation=True, return_tensors="pt")
             states = encoder(**encoded, output_hidden_states=True).hidden_states[layer]
-            targets = torch.full(encoded["input_ids"].shape, -1, dtype=torch.long)
-            for row, text in enumerate(batch):  # each word piece -> the vocabulary row of its word
-                for position, word in enumerate(encoded.word_ids(row)):
-                    if word is not None:
-                        targets[row, position] = index.get(text[word], -1)
-            kept = targets >= 0
-            sums.index_add_(0, targets[kept], states[kept].float())
-            counts.index_add_(0, targets[kept], torch.ones(int(kept.sum())))
+            rows = _vocabulary_rows_of_pieces(encoded, batch, index)
+            kept = rows >= 0
+            sums.index_add_(0, rows[kept], states[kept].float())
+            counts.index_add_(0, rows[kept], torch.ones(int(kept.sum())))
     found = (counts > 0).numpy()
     vectors = (sums / counts.clamp(min=1)[:, None]).numpy()
     if found.any():
         mean, spread = vectors[found].mean(axis=0), vectors[found].std(axis=0) + 1e-6
         vectors[found] = (vectors[found] - mean) / spread
     return vectors.astype(np.float32), found
+
+
+def reading_contexts(tokenized: list[list[str]], per_word: int) -> list[list[str]]:
+    """The training texts to read words in: longest first, each kept only while it brings a word seen in fewer
+    than `per_word` kept texts. A treebank's phrases repeat their sentences; reading them all would cost
+    minutes for nothing new."""
+    seen: Counter[str] = Counter()
+    contexts = []
+    for text in sorted((tokens for tokens in tokenized if tokens), key=len, reverse=True):
+        if any(seen[word] < per_word for word in text):
+            contexts.append(text)
+            seen.update(text)
+    return contexts
+
+
+def _vocabulary_rows_of_pieces(encoded: Any, batch: list[list[str]], index: dict[str, int]) -> torch.Tensor:
+    """For each word piece of a tokenized batch, the vocabulary row of the word it belongs to (-1: none)."""
+    rows = torch.full(encoded["input_ids"].shape, -1, dtype=torch.long)
+    for row, text in enumerate(batch):
+        positions = [(p, w) for p, w in enumerate(encoded.word_ids(row)) if w is not None]
+        rows[row, [p for p, _ in positions]] = torch.tensor(
+            [index.get(text[w], -1) for _, w in positions], dtype=torch.long
+        )
+    return rows
+
+
+def members_loss(members: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every member's logits (members, batch, 2): each member of an ensemble learns on its own."""
+    return F.cross_entropy(members.flatten(0, 1), labels.repeat(len(members)))
 
 
 def train_word2vec(tokenized: list[list[str]], width: int, epochs: int, seed: int) -> Any:
