@@ -7,7 +7,6 @@ runs, so Lightning's DDP launcher re-executes the same command line for the othe
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import sys
@@ -20,9 +19,8 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from shared.config import SHARED_CONFIGS, project_config_dir, register_resolvers, searchpath_override
 from shared.errors import PortfolioError
+from shared.logs import route_library_logs
 from shared.project import Command, Project
-
-log = logging.getLogger(__name__)
 
 
 def _train(project: Project, cfg: DictConfig) -> None:
@@ -111,7 +109,7 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         print(f"  see: python -m projects.{project.name} --help", file=sys.stderr)
         return 2
     try:
-        config_dir = project_config_dir(project.name)
+        config_dir = project_config_dir(project.name, project.config_dir)
     except PortfolioError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -132,7 +130,7 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         nonlocal exit_code
         sys.argv = original_argv  # what Lightning's DDP launcher re-executes for the other ranks
         _pin_run_dir()
-        _route_library_logs()
+        route_library_logs()
         try:
             exit_code = commands[name].run(project, cfg) or 0
         except PortfolioError as error:
@@ -167,27 +165,6 @@ def _pin_run_dir() -> None:
     hydra_config = HydraConfig.get()
     with read_write(hydra_config), open_dict(hydra_config):
         hydra_config.run.dir = hydra_config.runtime.output_dir
-
-
-def _route_library_logs() -> None:
-    """Lightning gives itself a console handler when imported before logging is set up; send its
-    records through Hydra's handlers instead, so each line appears once and reaches the run's log."""
-    import lightning  # noqa: F401  (installs those handlers now, so they can be removed)
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        library_logger = logging.getLogger(name)
-        library_logger.handlers.clear()
-        library_logger.propagate = True
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(existing, _DropAdvertisements) for existing in rank_zero.filters):
-        rank_zero.addFilter(_DropAdvertisements())
-
-
-class _DropAdvertisements(logging.Filter):
-    """Lightning's 'Tip: try our cloud service' lines are not part of a run's log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in str(record.msg)
 
 
 def _discard_unfinished_run(command: str) -> None:

@@ -1,4 +1,8 @@
-"""The `compare` command: every finished run of a project in one table, from the runs themselves."""
+"""The `compare` command: every finished run of a project in one table, from the runs themselves.
+
+Each row says what the run was (its data, model and experiment choices and the overrides it was given) and
+how it scored. Sorting follows the directions the project declares (`Project.metrics`): best first.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ from omegaconf import DictConfig
 
 from shared.errors import RunNotFoundError, UsageError
 from shared.io import atomic_path, write_text
+from shared.metrics import Goal
 from shared.project import Project
+from shared.reports import markdown_table
 from shared.runs import read_metrics, successful_runs
 
-LOWER_IS_BETTER = ("loss", "nll", "rmse", "mae", "error", "seconds")
+IDENTITY = ("data", "model", "experiment")
 
 
 def runs_table(runs_dir: str | Path, project: str) -> pd.DataFrame:
@@ -22,11 +28,12 @@ def runs_table(runs_dir: str | Path, project: str) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for run in successful_runs(runs_dir, project):
         metrics = read_metrics(run)
+        choices = metrics.get("choices") or {}
         rows.append(
             {
                 "run": run.relative_to(root).as_posix(),
-                "model": str(metrics.get("model", "")).rsplit(".", 1)[-1],
-                "experiment": metrics.get("experiment") or "",
+                **{group: choices.get(group) or "" for group in IDENTITY},
+                "overrides": " ".join(metrics.get("overrides") or []),
                 **metrics.get("metrics", {}),
                 "train_seconds": metrics.get("train_seconds"),
                 "finished_at": metrics.get("finished_at"),
@@ -35,15 +42,17 @@ def runs_table(runs_dir: str | Path, project: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table (numbers to 4 decimals), without extra dependencies."""
-
-    def cell(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
-
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+def sort_descending(project: Project, metric: str, descending: bool | None) -> bool:
+    """Whether `metric` sorts high first: as asked, else by its declared goal."""
+    if descending is not None:
+        return bool(descending)
+    goal = project.metrics.goal(metric)
+    if goal is None or goal is Goal.NEITHER:
+        raise UsageError(
+            f"'{metric}' has no better direction ({'not declared' if goal is None else 'a target, not a maximum'}).",
+            f"say which way: compare sort={metric} descending=true (or false).",
+        )
+    return goal is Goal.MAX
 
 
 def compare_command(project: Project, cfg: DictConfig) -> None:
@@ -58,14 +67,12 @@ def compare_command(project: Project, cfg: DictConfig) -> None:
         if cfg.sort not in table.columns:
             metrics = [column for column in table.columns if "/" in column]
             raise UsageError(f"no metric '{cfg.sort}' in these runs.", f"sort by one of: {', '.join(metrics)}")
-        descending = cfg.get("descending")
-        if descending is None:
-            descending = not any(word in cfg.sort for word in LOWER_IS_BETTER)
+        descending = sort_descending(project, cfg.sort, cfg.get("descending"))
         table = table.sort_values(cfg.sort, ascending=not descending, na_position="last")
     else:
         table = table.iloc[::-1]
     root = Path(cfg.paths.runs_dir).expanduser() / project.name
-    markdown = to_markdown(table)
+    markdown = markdown_table(table)
     write_text(root / "comparison.md", markdown)
     with atomic_path(root / "comparison.csv") as temporary:
         table.to_csv(temporary, index=False)

@@ -1,30 +1,33 @@
-"""Where the configs live and how they are composed, saved and read back.
+"""Where the configs live and how they are composed, instantiated, saved and read back.
 
-Each project's primary configs sit in `configs/<project>/` (`train.yaml`, `evaluate.yaml`,
-`predict.yaml`) beside its own groups (`data/`, `model/`, `experiment/`). The groups every
-project shares (`trainer/`, `logger/`, `callbacks/`, `paths/`, `debug/`) sit in
-`configs/shared/`, which the core adds to Hydra's search path. So overrides read short:
-`model=mlp trainer=gpu`, never `mnist/model=mlp`.
+Each project's primary configs sit in its config folder, `configs/<project>/` (`train.yaml`, and
+`evaluate.yaml`, `predict.yaml` where it has its own), beside its own groups (`data/`, `model/`,
+`experiment/`). The groups every project shares (`trainer/`, `logger/`, `callbacks/`, `paths/`,
+`debug/`) sit in `configs/shared/`, which the core adds to Hydra's search path. So overrides read
+short: `model=mlp trainer=gpu`, never `mnist/model=mlp`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from shared.errors import UsageError
+from shared.errors import PortfolioError, UsageError
 from shared.io import write_text
-from shared.runs import CONFIG_FILE, new_run_dir
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 SHARED_CONFIGS = CONFIG_ROOT / "shared"
+CONFIG_FILE = "config.yaml"
 
 
-def project_config_dir(project: str) -> Path:
-    """`configs/<project>`, found from the installed package so any working directory works."""
-    directory = CONFIG_ROOT / project
+def project_config_dir(project: str, directory: Path | None = None) -> Path:
+    """A project's config folder: `directory` when the project names one, else `configs/<project>`."""
+    directory = directory or CONFIG_ROOT / project
     if not directory.is_dir():
         raise UsageError(
             f"no config folder for project '{project}' at {directory}.",
@@ -40,14 +43,29 @@ def searchpath_override() -> str:
 
 def register_resolvers() -> None:
     """OmegaConf resolvers the configs use. Called by the CLI, not at import."""
+    from shared.runs import new_run_dir
+
     OmegaConf.register_new_resolver("new_run_dir", new_run_dir, replace=True)
 
 
-def compose_config(project: str, command: str, overrides: list[str] | None = None) -> DictConfig:
+def compose_config(
+    project: str, command: str, overrides: list[str] | None = None, directory: Path | None = None
+) -> DictConfig:
     """Compose a command's config without running it (tests, benchmarks, notebooks)."""
     register_resolvers()
-    with initialize_config_dir(config_dir=str(project_config_dir(project)), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(project_config_dir(project, directory)), version_base="1.3"):
         return compose(config_name=command, overrides=[*(overrides or []), searchpath_override()])
+
+
+def build(node: DictConfig, **extra: Any) -> Any:
+    """Hydra-instantiate `node` with plain Python values. A `PortfolioError` raised by the constructor (a
+    bad option the user can fix) comes out as itself, not wrapped in Hydra's InstantiationException."""
+    try:
+        return instantiate(node, **extra, _convert_="all")
+    except InstantiationException as error:
+        if isinstance(error.__cause__, PortfolioError):
+            raise error.__cause__ from None
+        raise
 
 
 def save_config(cfg: DictConfig, path: Path) -> Path:

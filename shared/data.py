@@ -1,9 +1,10 @@
 """Data-file resolution and the data interface every project implements.
 
 A dataset file is looked for, in order, in the offline mirror (`PORTFOLIO_DATA_DIR`, laid out
-as `<mirror>/<dataset>/<file>`), in the cache, and finally downloaded from its canonical
-sources into the cache. Every file is checked against its known SHA-256 sums wherever it was
-found. The mirror is treated as read-only: nothing is ever written there.
+as `<mirror>/<dataset>/<file>`), in the cache, inside its archive (when it is a member of a zip or
+tar file, itself found the same way), and finally downloaded from its canonical sources into the
+cache. Every file is checked against its known SHA-256 sums wherever it was found; a member without
+sums of its own is vouched for by its archive's. The mirror is read-only: nothing is written there.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tarfile
 import urllib.error
 import urllib.request
+import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from shared.errors import DataError
@@ -33,13 +36,34 @@ OFFLINE_ENV = "PORTFOLIO_OFFLINE"
 MIRROR_ENV = "PORTFOLIO_DATA_DIR"
 
 
+def offline() -> bool:
+    """Whether downloads are forbidden (`PORTFOLIO_OFFLINE` set to anything but 0): the tests and CI set it."""
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+
+
 @dataclass(frozen=True)
 class DataFile:
-    """One file of a dataset: its name, the SHA-256 sums it may have, and where to download it."""
+    """One file of a dataset: its name, the SHA-256 sums it may have, and where to get it.
+
+    A file that is a member of a zip or tar archive names that archive (`archive`, itself a `DataFile`)
+    and its path inside it (`member`, default: `name`). It is taken from the mirror or cache when it is
+    there on its own, else read out of the archive. A file with no sums of its own must be a member of
+    an archive that has some: something always vouches for the bytes.
+    """
 
     name: str
-    sha256: tuple[str, ...]
+    sha256: tuple[str, ...] = ()
     urls: tuple[str, ...] = ()
+    archive: DataFile | None = None
+    member: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sha256 and (self.archive is None or not self.archive.sha256):
+            raise ValueError(f"{self.name}: a data file needs a sha256, or an archive that has one")
+
+    @property
+    def path_in_archive(self) -> str:
+        return self.member or self.name
 
 
 def sha256_of(path: Path) -> str:
@@ -52,6 +76,8 @@ def sha256_of(path: Path) -> str:
 
 
 def _verify(path: Path, file: DataFile, where: str) -> None:
+    if not file.sha256:
+        return  # a member vouched for by its archive's checksum
     actual = sha256_of(path)
     if actual not in file.sha256:
         raise DataError(
@@ -85,42 +111,86 @@ def _download(file: DataFile, target: Path) -> bool:
     return False
 
 
+def _extract(archive_path: Path, file: DataFile, target: Path) -> None:
+    """Copy `file`'s member out of a zip or tar archive into `target` (atomically), then check it."""
+    member = file.path_in_archive
+    try:
+        with atomic_path(target) as temporary:
+            if zipfile.is_zipfile(archive_path):
+                with zipfile.ZipFile(archive_path) as archive, archive.open(member) as source:
+                    temporary.write_bytes(source.read())
+            else:
+                with tarfile.open(archive_path) as archive:
+                    source = archive.extractfile(member)
+                    if source is None:
+                        raise KeyError(member)
+                    temporary.write_bytes(source.read())
+            _verify(temporary, file, f"extracted from {archive_path.name}")
+    except (KeyError, zipfile.BadZipFile, tarfile.TarError, OSError) as error:
+        raise DataError(
+            f"{archive_path} has no readable member {member} ({type(error).__name__}: {error}).",
+            f"replace it with the original {archive_path.name}, or delete it from the cache to download it again.",
+        ) from error
+
+
+def _locate(file: DataFile, mirror: Path | None, cache: Path) -> Path:
+    """Where `file` is, verified: mirror, cache, its archive, or a download. Raises `_Missing` if nowhere."""
+    if mirror is not None and (mirror / file.name).is_file():
+        _verify(mirror / file.name, file, "mirror")
+        return mirror / file.name
+    if (cache / file.name).is_file() and file.sha256:
+        _verify(cache / file.name, file, "cache")
+        return cache / file.name
+    if file.archive is not None:
+        try:
+            archive = _locate(file.archive, mirror, cache)
+        except _Missing:
+            archive = None
+        if archive is not None:
+            _extract(archive, file, cache / file.name)
+            return cache / file.name
+    if not offline() and file.urls and _download(file, cache / file.name):
+        return cache / file.name
+    raise _Missing(file)
+
+
+class _Missing(Exception):
+    def __init__(self, file: DataFile) -> None:
+        super().__init__(file.name)
+        self.file = file
+
+
 def fetch_files(
     dataset: str,
     files: Sequence[DataFile],
     mirror_dir: str | Path | None,
     cache_dir: str | Path,
 ) -> dict[str, Path]:
-    """Return a verified local path for each file of `dataset`, downloading what is missing.
+    """Return a verified local path for each file of `dataset`, reading archives and downloading what is missing.
 
     Raises `DataError` naming every missing file and both ways to supply it when a file is
     in neither place and cannot be downloaded (no network, or `PORTFOLIO_OFFLINE=1`).
     """
     cache = Path(cache_dir).expanduser() / dataset
     mirror = Path(mirror_dir).expanduser() / dataset if mirror_dir else None
-    offline = os.environ.get(OFFLINE_ENV, "") not in ("", "0")
     found: dict[str, Path] = {}
     missing: list[DataFile] = []
     for file in files:
-        if mirror is not None and (mirror / file.name).is_file():
-            _verify(mirror / file.name, file, "mirror")
-            found[file.name] = mirror / file.name
-        elif (cache / file.name).is_file():
-            _verify(cache / file.name, file, "cache")
-            found[file.name] = cache / file.name
-        elif not offline and file.urls and _download(file, cache / file.name):
-            found[file.name] = cache / file.name
-        else:
+        try:
+            found[file.name] = _locate(file, mirror, cache)
+        except _Missing:
             missing.append(file)
     if missing:
         names = ", ".join(file.name for file in missing)
         where = f"the mirror {mirror} or " if mirror else ""
+        source = next((f.urls[0] for f in (missing[0], missing[0].archive) if f is not None and f.urls), None)
+        archive = f" (or its archive {missing[0].archive.name})" if missing[0].archive is not None else ""
         raise DataError(
             f"dataset '{dataset}': {names} not found in {where}the cache {cache}"
-            + (" and downloads are off (PORTFOLIO_OFFLINE)." if offline else " and could not be downloaded."),
-            f"either put the files in a mirror folder as <mirror>/{dataset}/<file> and set "
+            + (" and downloads are off (PORTFOLIO_OFFLINE)." if offline() else " and could not be downloaded."),
+            f"either put the files{archive} in a mirror folder as <mirror>/{dataset}/<file> and set "
             f"{MIRROR_ENV}=<mirror> (or paths.mirror_dir=<mirror>), or run once with network access "
-            f"so they download into the cache ({missing[0].urls[0] if missing[0].urls else 'no public source'}).",
+            f"so they download into the cache ({source or 'no public source'}).",
         )
     return found
 
@@ -137,12 +207,46 @@ def holdout_indices(count: int, holdout: int | float, seed: int) -> tuple[np.nda
     return np.sort(order[size:]), np.sort(order[:size])
 
 
-class SlicedTensors(TensorDataset):
-    """A TensorDataset that hands the DataLoader whole batches by slicing, not one row at a time: on a CPU,
-    collating rows one by one costs more than training a small network on them."""
+class IndexedBatches(Dataset):
+    """A dataset that makes whole batches from their indices (`make_batch(indices)`), instead of one row at a time:
+    on a CPU, collating rows one by one costs more than training a small network on them. Batches may be
+    tuples of tensors or dicts of named tensors, with per-batch extras (a random negative item) made on demand."""
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        return tuple(tensor[indices] for tensor in self.tensors)
+    def __init__(self, length: int, make_batch: Callable[[torch.Tensor], Any]) -> None:
+        self.length, self.make_batch = length, make_batch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        return self.make_batch(torch.as_tensor(indices))
+
+
+def _as_made(batch: Any) -> Any:
+    """The DataLoader's collate step for `IndexedBatches`: the batch is whole already."""
+    return batch
+
+
+def batch_loader(
+    length: int,
+    make_batch: Callable[[torch.Tensor], Any],
+    batch_size: int,
+    shuffle: bool = False,
+    drop_last: bool = False,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A DataLoader whose batches `make_batch` builds from a tensor of indices (see `IndexedBatches`).
+
+    A standard DataLoader, so Lightning can still swap in a DistributedSampler under DDP.
+    """
+    return DataLoader(
+        IndexedBatches(length, make_batch),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        collate_fn=_as_made,
+        num_workers=num_workers,
+    )
 
 
 def tensor_loader(
@@ -150,21 +254,16 @@ def tensor_loader(
     batch_size: int,
     shuffle: bool = False,
     drop_last: bool = False,
-    collate_fn: Any = None,
+    collate_fn: Callable[[list[torch.Tensor]], Any] | None = None,
     num_workers: int = 0,
 ) -> DataLoader:
-    """A DataLoader over in-memory tensors, batched by slicing. `collate_fn` gets the tuple of batch tensors.
+    """A DataLoader over in-memory tensors, batched by slicing; `collate_fn` gets the list of batch tensors."""
 
-    A standard DataLoader, so Lightning can still swap in a DistributedSampler under DDP.
-    """
-    return DataLoader(
-        SlicedTensors(*tensors),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        collate_fn=collate_fn or list,
-        num_workers=num_workers,
-    )
+    def make_batch(indices: torch.Tensor) -> Any:
+        batch = [tensor[indices] for tensor in tensors]
+        return collate_fn(batch) if collate_fn else batch
+
+    return batch_loader(len(tensors[0]), make_batch, batch_size, shuffle, drop_last, num_workers)
 
 
 class ProjectData(ABC):

@@ -29,3 +29,8 @@ class UsageError(PortfolioError):
 
 class RunNotFoundError(PortfolioError):
     """No usable run directory for `evaluate` or `predict`."""
+
+
+class RecordError(ValueError):
+    """One input of `predict` (a file, a line, a JSON record) cannot be used: its own row carries the message,
+    and the other inputs are still predicted. Raised by a project's `parse_record`."""

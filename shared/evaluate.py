@@ -8,27 +8,41 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from shared.data import ProjectData
-from shared.fitters import Fitter, LightningFitter, SklearnFitter
+from shared.errors import UsageError
+from shared.fitters import Fitter, inference_device
 from shared.io import write_json
 from shared.project import Evaluation, Project
 from shared.reports import plot_learning_curves
-from shared.runs import PLOTS_DIR, resolve_run
+from shared.runs import PLOTS_DIR, load_run
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_splits(
-    project: Project, fitter: Fitter, model: Any, data: ProjectData, cfg: DictConfig, splits: Sequence[str]
+    project: Project,
+    fitter: Fitter,
+    model: Any,
+    data: ProjectData,
+    splits: Sequence[str],
+    device: torch.device | None = None,
 ) -> dict[str, Evaluation]:
-    """Run the model on each split and score it; metric names get the split as prefix (`test/acc`)."""
+    """Run the model on each split and score it; metric names get the split as prefix (`test/acc`).
+
+    A metric the project did not declare (`Project.metrics`) is a bug in the project, and stops here.
+    """
+    declared = project.metrics_for(data)
     evaluations = {}
     for split in splits:
         inputs, targets = data.inputs(split), data.targets(split)
-        outputs = fitter.predict(model, data, inputs, cfg)
-        scores = project.score(targets, outputs)
+        outputs = project.outputs(fitter.predict(model, data, inputs, device))
+        scores = project.score(data, split, outputs)
+        undeclared = declared.undeclared(list(scores))
+        if undeclared:
+            raise TypeError(f"{project.name} reports metrics it does not declare in `metrics`: {undeclared}")
         metrics = {f"{split}/{name}": float(value) for name, value in scores.items()}
         evaluations[split] = Evaluation(split, inputs, targets, outputs, metrics)
         log.info("%s: %s", split, ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
@@ -50,36 +64,24 @@ def write_plots(
     return [str(Path(path).relative_to(run_dir)) for path in written if path]
 
 
-def fitter_of_run(run_dir: Path) -> Fitter:
-    """The fitter that saved the run's model, known from the artifact it left."""
-    for fitter in (LightningFitter(), SklearnFitter()):
-        if (run_dir / fitter.artifact).is_file():
-            return fitter
-    raise FileNotFoundError(f"no saved model in {run_dir}")
-
-
 def evaluate_command(project: Project, cfg: DictConfig) -> None:
     """`evaluate`: score a finished run's model on a split again and refresh its plots."""
-    from shared.config import load_run_config
-
-    run_dir = resolve_run(cfg.get("run"), cfg.paths.runs_dir, project.name)
-    log.info("evaluating run %s", run_dir)
-    train_cfg = load_run_config(run_dir)
-    fitter = fitter_of_run(run_dir)
-    model = fitter.load(train_cfg.model, run_dir)
-    data = project.build_data(train_cfg, cfg.paths)
-    data.prepare()
-    evaluations = evaluate_splits(project, fitter, model, data, cfg, [cfg.split])
-    plots = write_plots(project, run_dir, evaluations[cfg.split], data, model)
+    run = load_run(project, cfg.get("run"), cfg.paths, inference_device(cfg.get("trainer")))
+    log.info("evaluating run %s", run.directory)
+    data = run.prepared_data
+    if cfg.split not in data.splits:
+        raise UsageError(f"the run's data has no '{cfg.split}' split.", f"use split={' or split='.join(data.splits)}.")
+    evaluations = evaluate_splits(project, run.fitter, run.model, data, [cfg.split], run.device)
+    plots = write_plots(project, run.directory, evaluations[cfg.split], data, run.model)
     result = {
-        "run": str(run_dir),
+        "run": str(run.directory),
         "split": cfg.split,
         "metrics": evaluations[cfg.split].metrics,
         "plots": plots,
         "evaluated_at": datetime.now().isoformat(timespec="seconds"),
     }
-    write_json(run_dir / "evaluation.json", result)
-    print(format_metrics(evaluations[cfg.split].metrics, title=f"{project.name} {run_dir.name} ({cfg.split})"))
+    write_json(run.directory / "evaluation.json", result)
+    print(format_metrics(evaluations[cfg.split].metrics, title=f"{project.name} {run.name} ({cfg.split})"))
 
 
 def format_metrics(metrics: dict[str, float], title: str) -> str:

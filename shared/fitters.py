@@ -1,17 +1,16 @@
 """How each kind of model is fitted, run, saved and loaded: Lightning modules and scikit-learn estimators.
 
 The flows in `train`, `evaluate` and `predict` only talk to a `Fitter`, so a project may use
-either kind of model (or both) without the core assuming Lightning.
+either kind of model (or both) without the core assuming Lightning. Prediction never builds a
+`Trainer`: the module runs under `torch.inference_mode` on the run's device, fast enough to be
+called once per HTTP request.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,16 @@ import torch
 from hydra.utils import instantiate
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import move_data_to_device
 from omegaconf import DictConfig, OmegaConf
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.pipeline import Pipeline
 
+from shared.capabilities import CarriesPreprocessor
+from shared.config import build
 from shared.data import ProjectData
 from shared.errors import UsageError
 from shared.io import atomic_path
-from shared.project import build
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,10 @@ class Fitter(ABC):
 
     @abstractmethod
     def fit(self, model: Any, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
-        """Train `model` on the train split (validating on val), leaving it at its best weights."""
+        """Train `model` on the train split (validating on val when there is one), leaving it at its kept weights."""
 
     @abstractmethod
-    def predict(self, model: Any, data: ProjectData, inputs: Any, cfg: DictConfig) -> np.ndarray:
+    def predict(self, model: Any, data: ProjectData, inputs: Any, device: torch.device | None = None) -> np.ndarray:
         """Model outputs (probabilities, scores or values) for `inputs`, in order."""
 
     @abstractmethod
@@ -80,9 +83,35 @@ def fitter_for(model: Any) -> Fitter:
     """The fitter that knows how to train `model`."""
     if isinstance(model, LightningModule):
         return LightningFitter()
-    if hasattr(model, "fit") and (hasattr(model, "predict") or hasattr(model, "predict_proba")):
+    if isinstance(model, BaseEstimator):
         return SklearnFitter()
     raise TypeError(f"{type(model).__name__} is neither a LightningModule nor a scikit-learn estimator")
+
+
+def fitter_that_saved(run_dir: Path) -> Fitter | None:
+    """The fitter whose artifact the run holds (`model.ckpt`: Lightning, `model.joblib`: scikit-learn), if any."""
+    return next(
+        (fitter for fitter in (LightningFitter(), SklearnFitter()) if (run_dir / fitter.artifact).is_file()), None
+    )
+
+
+def inference_device(trainer_cfg: DictConfig | None) -> torch.device:
+    """The device `evaluate`, `predict` and `serve` run a network on: what the `trainer` group asks for."""
+    accelerator = str((trainer_cfg or {}).get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda"):
+        _require_cuda()
+        return torch.device("cuda")
+    if accelerator == "auto" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _require_cuda() -> None:
+    if not torch.cuda.is_available():
+        raise UsageError(
+            "the trainer asks for a GPU (trainer.accelerator=gpu), but torch finds no CUDA device here.",
+            "use trainer=auto or trainer=cpu, or run on a machine with an NVIDIA GPU and a CUDA build of torch.",
+        )
 
 
 def device_name(trainer: Trainer) -> str:
@@ -123,10 +152,9 @@ class History(Callback):
 class LightningFitter(Fitter):
     """Lightning modules, trained by a `Trainer` built from the `trainer`, `logger` and `callbacks` groups.
 
-    A module may carry a fitted scikit-learn transformer as its `preprocessor` (a tabular model's
-    `ColumnTransformer`, fitted on the train split when the project builds the model): every input then
-    goes through it before the data's loader, and it is saved beside the checkpoint, so raw inputs
-    (a CSV of districts) reach the network exactly as in training.
+    A module that `CarriesPreprocessor` (a tabular model's `ColumnTransformer`, fitted on the train split
+    when the project builds the model) has every input sent through it before the data's loader, and the
+    preprocessor is saved beside the checkpoint.
     """
 
     artifact = "model.ckpt"
@@ -143,32 +171,20 @@ class LightningFitter(Fitter):
             **_trainer_options(cfg),
         )
 
-    def inference_trainer(self, cfg: DictConfig) -> Trainer:
-        """A quiet single-device Trainer for evaluation and predict, on the device the config asks for."""
-        options = _trainer_options(cfg)
-        with quiet_lightning():  # no device banner for every evaluation
-            return Trainer(
-                accelerator=options.get("accelerator", "auto"),
-                devices=1,
-                precision=options["precision"],
-                logger=False,
-                enable_checkpointing=False,
-                enable_model_summary=False,
-                enable_progress_bar=False,
-            )
-
     def fit(self, model: LightningModule, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
         history = History()
         trainer = self.build_trainer(cfg, run_dir, [history])
         train_loader = data.loader(_preprocessed(model, data.inputs("train")), data.targets("train"), train=True)
-        val_loader = data.loader(_preprocessed(model, data.inputs("val")), data.targets("val"))
+        val_loader = (
+            data.loader(_preprocessed(model, data.inputs("val")), data.targets("val")) if "val" in data.splits else None
+        )
         started = time.perf_counter()
         trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
         seconds = time.perf_counter() - started
         if trainer.interrupted:
             raise KeyboardInterrupt
         checkpoint = trainer.checkpoint_callback
-        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path:
+        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.monitor and checkpoint.best_model_path:
             log.info(
                 "best %s = %.4f at %s",
                 checkpoint.monitor,
@@ -176,6 +192,8 @@ class LightningFitter(Fitter):
                 checkpoint.best_model_path,
             )
             model.load_state_dict(_read_state_dict(Path(checkpoint.best_model_path)))
+        else:
+            log.info("no monitored metric: keeping the weights of the last epoch")
         samples = len(data.targets("train")) * trainer.current_epoch
         return FitResult(
             seconds=seconds,
@@ -187,10 +205,17 @@ class LightningFitter(Fitter):
             is_global_zero=trainer.is_global_zero,
         )
 
-    def predict(self, model: LightningModule, data: ProjectData, inputs: Any, cfg: DictConfig) -> np.ndarray:
-        trainer = self.inference_trainer(cfg)
-        batches = trainer.predict(model, dataloaders=data.loader(_preprocessed(model, inputs)))
-        return torch.cat([batch.float().cpu() for batch in batches]).numpy()  # type: ignore[union-attr]
+    def predict(
+        self, model: LightningModule, data: ProjectData, inputs: Any, device: torch.device | None = None
+    ) -> np.ndarray:
+        """The module's `predict_step` over the data's loader, in inference mode on `device`: no Trainer."""
+        device = device or torch.device("cpu")
+        model.to(device).eval()
+        outputs = []
+        with torch.inference_mode():
+            for index, batch in enumerate(data.loader(_preprocessed(model, inputs))):
+                outputs.append(model.predict_step(move_data_to_device(batch, device), index).float().cpu())
+        return torch.cat(outputs).numpy()
 
     def save(self, model: LightningModule, run_dir: Path) -> Path:
         path = run_dir / self.artifact
@@ -198,10 +223,9 @@ class LightningFitter(Fitter):
             # hyper_parameters: what a model built from the data (sizes of a vocabulary, of a catalogue) needs
             # besides its config to be rebuilt by `load`.
             torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, temporary)
-        preprocessor = getattr(model, "preprocessor", None)
-        if preprocessor is not None:
+        if isinstance(model, CarriesPreprocessor):
             with atomic_path(run_dir / self.preprocessor_artifact) as temporary:
-                joblib.dump(preprocessor, temporary)
+                joblib.dump(model.preprocessor, temporary)
         return path
 
     def load(self, model_cfg: DictConfig, run_dir: Path) -> LightningModule:
@@ -209,7 +233,7 @@ class LightningFitter(Fitter):
         saved = {key: value for key, value in checkpoint.get("hyper_parameters", {}).items() if key not in model_cfg}
         model = build(model_cfg, **saved)  # a PortfolioError from the constructor stays readable
         model.load_state_dict(checkpoint["state_dict"])
-        if (run_dir / self.preprocessor_artifact).is_file():
+        if isinstance(model, CarriesPreprocessor):
             model.preprocessor = joblib.load(run_dir / self.preprocessor_artifact)
         model.eval()
         return model
@@ -220,45 +244,17 @@ class LightningFitter(Fitter):
 
 
 def _preprocessed(model: LightningModule, inputs: Any) -> Any:
-    """`inputs` through the module's fitted scikit-learn `preprocessor`, when it carries one."""
-    preprocessor = getattr(model, "preprocessor", None)
-    return inputs if preprocessor is None else preprocessor.transform(inputs)
+    """`inputs` through the module's fitted scikit-learn preprocessor, when it carries one."""
+    return model.preprocessor.transform(inputs) if isinstance(model, CarriesPreprocessor) else inputs
 
 
 def _trainer_options(cfg: DictConfig) -> dict[str, Any]:
     """The `trainer` group as Trainer arguments, with `precision: auto` resolved and a clear error for a missing GPU."""
     options: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
-    if str(options.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise UsageError(
-            "the trainer asks for a GPU (trainer.accelerator=gpu), but torch finds no CUDA device here.",
-            "use trainer=auto or trainer=cpu, or run on a machine with an NVIDIA GPU and a CUDA build of torch.",
-        )
+    if str(options.get("accelerator")) in ("gpu", "cuda"):
+        _require_cuda()
     options["precision"] = resolve_precision(str(options.get("accelerator", "auto")), options.get("precision"))
     return options
-
-
-@contextmanager
-def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
-    """The named loggers at `level` (WARNING) for the block, then as they were: for chatty libraries."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(level)
-    try:
-        yield
-    finally:
-        for logger, previous in zip(loggers, levels, strict=True):
-            logger.setLevel(previous)
-
-
-@contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Lightning without its device banner and loader advice: for Trainers built many times per command
-    (evaluation, a model fitted once per cross-validation fold)."""
-    with quiet_loggers("lightning.pytorch", "lightning.fabric"), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        yield
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -266,7 +262,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 class SklearnFitter(Fitter):
-    """scikit-learn estimators and pipelines: `fit` on the train split, `predict_proba` or `predict` after."""
+    """scikit-learn estimators and pipelines: `fit` on the train split; `predict_proba` (classifiers) or `predict`."""
 
     artifact = "model.joblib"
 
@@ -277,8 +273,8 @@ class SklearnFitter(Fitter):
         seconds = time.perf_counter() - started
         return FitResult(seconds=seconds, samples_seen=len(targets), device="cpu (scikit-learn)")
 
-    def predict(self, model: Any, data: ProjectData, inputs: Any, cfg: DictConfig) -> np.ndarray:
-        if hasattr(model, "predict_proba"):
+    def predict(self, model: Any, data: ProjectData, inputs: Any, device: torch.device | None = None) -> np.ndarray:
+        if is_classifier(model):
             return np.asarray(model.predict_proba(inputs))
         return np.asarray(model.predict(inputs))
 
@@ -293,6 +289,6 @@ class SklearnFitter(Fitter):
 
     @staticmethod
     def parameter_count(model: Any) -> int | None:
-        estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+        estimator = model.steps[-1][1] if isinstance(model, Pipeline) else model
         sizes = [np.size(getattr(estimator, name)) for name in ("coef_", "intercept_") if hasattr(estimator, name)]
         return int(sum(sizes)) if sizes else None

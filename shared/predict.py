@@ -1,4 +1,9 @@
-"""The `predict` flow: files in, one output row per input out, errors kept to their own rows."""
+"""The `predict` flow: records in (a file, a folder, or one record on the command line), one or more output
+rows per record out, each unreadable record kept to its own row with its error.
+
+Everything is built on the project's `parse_record`, so the HTTP API can call the same steps on JSON
+bodies: `parse_item` for each record, then `predict_values` on the readable ones.
+"""
 
 from __future__ import annotations
 
@@ -8,55 +13,96 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from omegaconf import DictConfig
 
-from shared.config import load_run_config
-from shared.errors import UsageError
-from shared.evaluate import fitter_of_run
+from shared.capabilities import Explains, format_explanation
+from shared.errors import RecordError, UsageError
+from shared.fitters import inference_device
 from shared.io import atomic_path
-from shared.project import Project
-from shared.runs import resolve_run
+from shared.project import PredictItem, Project
+from shared.reports import markdown_table
+from shared.runs import Run, load_run
 
 log = logging.getLogger(__name__)
 
 PARTIAL_FAILURE_EXIT_CODE = 3
 
 
-def predict_command(project: Project, cfg: DictConfig) -> int:
-    """Predict every input of `cfg.input` with a run's model; write `cfg.output` (CSV or JSONL).
+def parse_item(project: Project, name: str, payload: Any, run: Run, cfg: DictConfig) -> PredictItem:
+    """One record as an item: its parsed value, or the `RecordError` that says why it cannot be used."""
+    try:
+        return PredictItem(name, project.parse_record(payload, run, cfg))
+    except RecordError as error:
+        return PredictItem(name, error=str(error))
 
-    Returns 0 when every input was predicted, `PARTIAL_FAILURE_EXIT_CODE` when some could not be read.
+
+def read_items(project: Project, run: Run, cfg: DictConfig) -> list[PredictItem]:
+    """The items of one predict call: a record on the command line (`text=...`), or the `input=` file's."""
+    record, source = project.command_line_record(cfg), cfg.get("input")
+    usage = f"python -m projects.{project.name} predict {project.predict_usage}"
+    if record is not None and source:
+        raise UsageError("predict got a record on the command line and an input= file.", f"give one of them: {usage}")
+    if record is not None:
+        return [parse_item(project, "command line", record, run, cfg)]
+    if not source:
+        raise UsageError("predict needs an input.", usage)
+    path = Path(str(source)).expanduser()
+    if not path.exists():
+        raise UsageError(f"input {path} does not exist.", usage)
+    return project.read_file(path, run, cfg)
+
+
+def predict_values(project: Project, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:
+    """The rows that answer each parsed record, with an `explanation` when `explain=N` asks for one."""
+    answers = project.predict_rows(run, values, cfg)
+    count = int(cfg.get("explain") or 0)
+    if count > 0:
+        if not isinstance(run.model, Explains):
+            raise UsageError(
+                f"the model of run {run.name} ({type(run.model).__name__}) cannot explain its predictions.",
+                "drop explain=, or use a run of a model that explains (sentiment: tfidf_lr, bilstm, transformer).",
+            )
+        explanations = run.model.explain(project.stack_inputs(values), count)
+        for rows, explanation in zip(answers, explanations, strict=True):
+            rows[0]["explanation"] = format_explanation(explanation)
+    return answers
+
+
+def predict_command(project: Project, cfg: DictConfig) -> int:
+    """Predict every record of the input with a run's model; write `cfg.output` (CSV or JSONL).
+
+    Returns 0 when every record was predicted, `PARTIAL_FAILURE_EXIT_CODE` when some could not be read.
+    A record given on the command line is also shown on the terminal.
     """
     output = Path(str(cfg.output)).expanduser()
     if output.suffix.lower() not in (".csv", ".jsonl"):
         raise UsageError(f"output {output} must end in .csv or .jsonl.", "for example output=predictions.csv")
-    run_dir = resolve_run(cfg.get("run"), cfg.paths.runs_dir, project.name)
-    train_cfg = load_run_config(run_dir)
-    fitter = fitter_of_run(run_dir)
-    model = fitter.load(train_cfg.model, run_dir)
-    data = project.build_data(train_cfg, cfg.paths)
-
-    items = project.read_inputs(cfg)
+    run = load_run(project, cfg.get("run"), cfg.paths, inference_device(cfg.get("trainer")))
+    items = read_items(project, run, cfg)
     readable = [item for item in items if item.error is None]
-    columns: list[dict[str, Any]] = []
-    if readable:
-        values = [item.value for item in readable]
-        outputs = fitter.predict(model, data, project.stack_inputs(values), cfg)
-        columns = project.annotate_predictions(model, values, project.prediction_columns(outputs), cfg)
-    by_name = {id(item): values for item, values in zip(readable, columns, strict=True)}
-    rows = [{"input": item.name, **by_name.get(id(item), {}), "error": item.error or ""} for item in items]
+    answers = predict_values(project, run, [item.value for item in readable], cfg) if readable else []
+    answer_of = {id(item): rows for item, rows in zip(readable, answers, strict=True)}
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        if item.error is not None:
+            rows.append({"input": item.name, "error": item.error})
+        else:
+            rows += [{"input": item.name, **row, "error": ""} for row in answer_of[id(item)]]
     write_rows(output, rows)
 
-    failed = len(items) - len(readable)
-    print(f"{len(readable)} of {len(items)} inputs predicted with run {run_dir.name} -> {output}")
+    print(f"{len(readable)} of {len(items)} inputs predicted with run {run.name} -> {output}")
     for item in items:
         if item.error:
             print(f"  could not read {item.name}: {item.error}")
-    return PARTIAL_FAILURE_EXIT_CODE if failed else 0
+    if not cfg.get("input") and rows:
+        shown = pd.DataFrame(rows).drop(columns=["input", "error"], errors="ignore")
+        print(markdown_table(shown), end="")
+    return PARTIAL_FAILURE_EXIT_CODE if len(readable) < len(items) else 0
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write rows as CSV or JSON Lines (by suffix), atomically; columns in first-seen order."""
+    """Write rows as CSV or JSON Lines (by suffix), atomically; columns in first-seen order, `error` last."""
     fields: list[str] = []
     for row in rows:
         fields += [key for key in row if key not in fields]
@@ -64,7 +110,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as stream:
         if path.suffix.lower() == ".jsonl":
             for row in rows:
-                stream.write(json.dumps(row) + "\n")
+                stream.write(json.dumps(row, default=str) + "\n")
         else:
             writer = csv.DictWriter(stream, fieldnames=fields)
             writer.writeheader()

@@ -1,8 +1,9 @@
-"""The contract between the core and a project: what a project must say about itself.
+"""The contract between the core and a project: what a project must say about itself, and what it may add.
 
 A project owns its data, its models and its metrics; everything else (dispatch, runs, training,
-evaluation and prediction flows, reports) is the core's. A project subclasses `Project`, fills
-in the few methods below, and hands an instance to `shared.cli.main`.
+evaluation and prediction flows, reports) is the core's. A project subclasses `Project`, fills in
+`name`, `metrics` and `score` (and, for `predict`, `parse_record`, `read_file`, `prediction_columns`),
+and hands an instance to `shared.cli.main`. Defining the subclass registers it (`shared.registry`).
 """
 
 from __future__ import annotations
@@ -10,36 +11,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from shared.capabilities import FitsOnTrain
+from shared.config import build
 from shared.data import ProjectData
-from shared.errors import PortfolioError
+from shared.errors import UsageError
+from shared.metrics import Metrics
 
-
-def build(node: DictConfig, **extra: Any) -> Any:
-    """Hydra-instantiate `node` with plain Python values. A `PortfolioError` raised by the constructor (a
-    bad option the user can fix) comes out as itself, not wrapped in Hydra's InstantiationException."""
-    try:
-        return instantiate(node, **extra, _convert_="all")
-    except InstantiationException as error:
-        if isinstance(error.__cause__, PortfolioError):
-            raise error.__cause__ from None
-        raise
+if TYPE_CHECKING:
+    from shared.runs import Run
 
 
 @dataclass
 class Evaluation:
-    """One split's targets, the model's outputs for them, and the metrics computed from both."""
+    """One split's inputs and targets, the model's outputs for them, and the metrics computed from them."""
 
     split: str
     inputs: Any
-    targets: np.ndarray
-    outputs: np.ndarray
+    targets: Any
+    outputs: Any
     metrics: dict[str, float]
 
 
@@ -56,8 +50,7 @@ class PredictItem:
 class Command:
     """A verb of the command line: its name, one line of help, and the function that runs it.
 
-    `run` gets the project and the composed config of `configs/<project>/<name>.yaml` and returns
-    an exit code (None means 0).
+    `run` gets the project and the composed config of the command and returns an exit code (None means 0).
     """
 
     name: str
@@ -72,62 +65,91 @@ class Project:
     summary: ClassVar[str] = ""
     intended_use: ClassVar[str] = ""
     limitations: ClassVar[str] = ""
+    metrics: ClassVar[Metrics]
+    # The folder of train.yaml and the project's groups; None means configs/<name>. A project that lives
+    # elsewhere (the one in tests/) names its own.
+    config_dir: ClassVar[Path | None] = None
     # Config keys whose command-line values are free text (`text=it's great, really`): the CLI quotes them
     # for Hydra, so commas, quotes and `${` reach the project verbatim instead of being parsed as grammar.
     free_text_keys: ClassVar[tuple[str, ...]] = ()
+    predict_usage: ClassVar[str] = "input=PATH output=predictions.csv"
+
+    registered: ClassVar[dict[str, type[Project]]] = {}
+
+    def __init_subclass__(cls, **options: Any) -> None:
+        super().__init_subclass__(**options)
+        if "name" in cls.__dict__:
+            Project.registered[cls.name] = cls
 
     # --- data and models ------------------------------------------------------------------
     def build_data(self, cfg: DictConfig, paths: DictConfig) -> ProjectData:
-        """The data object of `cfg.data`, told where the mirror and the cache are."""
+        """The data object of `cfg.data`, told where the mirror and the cache are (not prepared yet)."""
         return build(cfg.data, mirror_dir=paths.get("mirror_dir"), cache_dir=paths.cache_dir)
 
     def build_model(self, cfg: DictConfig, data: ProjectData) -> Any:
         """The model of `cfg.model`: a LightningModule or a scikit-learn estimator, given plain Python values.
 
-        A model with a `fit_on_train(inputs, targets)` method (a vocabulary, fitted preprocessing, sizes
-        taken from the data) gets the train split before training, so its project need not override this.
+        A model that `FitsOnTrain` (a vocabulary, fitted preprocessing, sizes taken from the data) gets the
+        train split before training, so its project need not override this.
         """
         model = build(cfg.model)
-        if hasattr(model, "fit_on_train"):
+        if isinstance(model, FitsOnTrain):
             model.fit_on_train(data.inputs("train"), data.targets("train"))
         return model
 
+    def metrics_for(self, data: ProjectData) -> Metrics:
+        """The declaration that applies to this data; a project scored two ways (ratings or ranking) picks one."""
+        return self.metrics
+
     # --- evaluation -----------------------------------------------------------------------
-    def score(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-        """Metrics of outputs against targets, unprefixed (`acc`, `rmse`); the core adds `val/`, `test/`."""
-        raise NotImplementedError
+    def outputs(self, raw: np.ndarray) -> Any:
+        """The models' raw outputs (what `predict_step` or `predict` return, stacked) as this project's type:
+        probabilities stay an array; a value with an interval becomes a small record."""
+        return raw
+
+    def score(self, data: ProjectData, split: str, outputs: Any) -> dict[str, float]:
+        """Metrics of the model's outputs on `split` of `data`, unprefixed (`acc`, `rmse`); the core adds
+        `val/`, `test/`. Every name must be declared in `metrics`."""
+        raise NotImplementedError(f"{self.name} must define score")
+
+    def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
+        """Project-specific plots of the test evaluation (and of the data). Returns the images written."""
+        return []
 
     # --- command line ---------------------------------------------------------------------
     def commands(self) -> dict[str, Command]:
-        """Commands this project adds to (or replaces in) the core's table; each needs a config of its name."""
-        return {}
-
-    def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
-        """Project-specific plots of the test evaluation (and of the data). Returns the files written."""
-        return []
-
-    def model_details(self, model: Any) -> dict[str, Any]:
-        """Facts about a fitted model worth keeping in `metrics.json` and the card (chosen hyperparameters...)."""
+        """Commands this project adds to the core's table; each needs a config of its name."""
         return {}
 
     # --- prediction -----------------------------------------------------------------------
-    def read_inputs(self, cfg: DictConfig) -> list[PredictItem]:
-        """Turn the predict config (`input=...` and the like) into items; an unreadable one carries its error."""
+    def command_line_record(self, cfg: DictConfig) -> Any | None:
+        """A record given on the command line itself (`text=...`, `user=196 k=10`), or None."""
+        return None
+
+    def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
+        """The items of an `input=` file or folder, each parsed with `parse_record` (`shared.predict.parse_item`)."""
+        raise UsageError(f"{self.name} has no file input for predict.", f"predict {self.predict_usage}")
+
+    def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> Any:
+        """One record (a line of a file, a JSON body over HTTP) as a model input; a `RecordError` says what is
+        wrong with it. Everything that reads inputs is built on this."""
         raise NotImplementedError(f"{self.name} has no predict")
 
     def stack_inputs(self, values: list[Any]) -> Any:
-        """Put the values of readable items together as the models' input type."""
+        """Put parsed records together as the models' input type."""
         return values
 
-    def prediction_columns(self, outputs: np.ndarray) -> list[dict[str, Any]]:
-        """One dict of output columns (label, probability, ...) per row of `outputs`."""
-        raise NotImplementedError
+    def prediction_columns(self, outputs: Any) -> list[dict[str, Any]]:
+        """One dict of output columns (label, probability, ...) per input, from the typed outputs."""
+        raise NotImplementedError(f"{self.name} has no predict")
 
     def annotate_predictions(
-        self, model: Any, values: list[Any], columns: list[dict[str, Any]], cfg: DictConfig
+        self, run: Run, values: list[Any], columns: list[dict[str, Any]], cfg: DictConfig
     ) -> list[dict[str, Any]]:
-        """Columns that need the model or the inputs as well as the outputs (explanations, warnings).
-
-        Gets the readable items' values and their `prediction_columns`; returns the rows to write.
-        """
+        """Columns that need the inputs as well as the outputs (the text itself, warnings); the rows to write."""
         return columns
+
+    def predict_rows(self, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:
+        """The answer to each parsed record: a list of rows (one, usually; a top-k list gives k)."""
+        columns = self.prediction_columns(run.predict(values))
+        return [[row] for row in self.annotate_predictions(run, values, columns, cfg)]

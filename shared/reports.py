@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from shared.io import atomic_path, write_text
@@ -94,6 +95,19 @@ def plot_image_grid(images: np.ndarray, titles: Sequence[str], path: Path, colum
     return save_figure(figure, path)
 
 
+def markdown_table(table: pd.DataFrame) -> str:
+    """A Markdown table of a frame (numbers to 4 decimals), for the terminal and for files."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if np.isnan(value) else f"{value:.4f}"
+        return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + " --- |" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
 def _table(rows: dict[str, Any]) -> str:
     lines = ["| | |", "| --- | --- |"]
     lines += [f"| {key} | {_format(value)} |" for key, value in rows.items()]
@@ -113,7 +127,8 @@ def _format(value: Any) -> str:
 def write_model_card(path: Path, *, project: str, summary: str, metrics: dict[str, Any], card: dict[str, Any]) -> Path:
     """`MODEL_CARD.md` for a run, after Mitchell et al.'s model cards: what it is, how well, for what, and its limits.
 
-    `card` holds the sections: model, data, training, intended_use, limitations, plots, reproduce.
+    `card` holds the sections: model, identity (config choices and overrides), data, training, intended_use,
+    limitations, plots, reproduce.
     """
     plots = "\n".join(f"![{Path(plot).stem}]({plot})" for plot in card.get("plots", []))
     scores = {key: value for key, value in metrics.get("metrics", {}).items()}
@@ -126,12 +141,15 @@ Generated {datetime.now().isoformat(timespec="seconds")} from run `{path.parent.
 ## Model
 {_table(card["model_details"])}
 
+## Configuration
+{_table(card["identity"])}
+
 ## Data
 {_table(card["data"])}
 
 ## Metrics
 Validation metrics come from a split carved from the training data; test metrics come from the held-out
-test set, touched only by this final evaluation.
+test set, touched only by this final evaluation. Headline: `{metrics.get("headline")}`.
 
 {_table(scores)}
 

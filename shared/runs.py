@@ -1,7 +1,9 @@
-"""Run directories: where each `train` leaves its config, model, metrics, logs, plots and card.
+"""Runs: the directories each `train` leaves, and the `Run` object every later command loads them as.
 
 A run lives at `runs/<project>/<timestamp>[-<name>]/` (multirun jobs one level deeper). It
-counts as successful once `metrics.json` exists: that file is written last.
+counts as finished once `metrics.json` exists: that file is written last. `load_run` turns a
+finished run back into its config, metrics, model, fitter and data, and refuses, with a message
+that says what is missing, a folder that is not a finished run of the project.
 """
 
 from __future__ import annotations
@@ -9,15 +11,25 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import subprocess
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
+from omegaconf import DictConfig
+
+from shared.config import CONFIG_FILE, load_run_config
 from shared.errors import RunNotFoundError
+from shared.fitters import Fitter, fitter_that_saved
 from shared.io import read_json
 
+if TYPE_CHECKING:
+    from shared.data import ProjectData
+    from shared.project import Project
+
 METRICS_FILE = "metrics.json"
-CONFIG_FILE = "config.yaml"
 CARD_FILE = "MODEL_CARD.md"
 PLOTS_DIR = "plots"
 LIBRARIES = (
@@ -55,14 +67,20 @@ def successful_runs(runs_dir: str | Path, project: str) -> list[Path]:
     return sorted(runs, key=lambda run: (run / METRICS_FILE).stat().st_mtime)
 
 
-def resolve_run(run: str | None, runs_dir: str | Path, project: str) -> Path:
-    """The run directory named by `run`, or the latest successful run of `project`."""
+def resolve_run(run: str | Path | None, runs_dir: str | Path, project: str) -> Path:
+    """The run directory named by `run`, or the latest finished run of `project`."""
     if run:
         path = Path(run).expanduser()
+        if not path.is_dir():
+            raise RunNotFoundError(
+                f"{path} is not a folder.",
+                f"pass run=<a run folder under {Path(runs_dir) / project}>, or train one: "
+                f"python -m projects.{project} train",
+            )
         if not (path / METRICS_FILE).is_file():
             raise RunNotFoundError(
-                f"{path} is not a finished run of {project} (no {METRICS_FILE} in it).",
-                f"pass run=<a folder under {Path(runs_dir) / project}>, or train first: "
+                f"{path} is not a finished run of {project} (no {METRICS_FILE} in it: its training did not finish).",
+                f"pass run=<a folder under {Path(runs_dir) / project}>, or train again: "
                 f"python -m projects.{project} train",
             )
         return path
@@ -78,6 +96,66 @@ def resolve_run(run: str | None, runs_dir: str | Path, project: str) -> Path:
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     """The `metrics.json` of a run."""
     return read_json(Path(run_dir) / METRICS_FILE)
+
+
+@dataclass
+class Run:
+    """A finished run, loaded: where it is, what it was trained with, how it scored, and its model.
+
+    `data` is rebuilt from the run's data config with today's mirror and cache paths; it is prepared (read
+    from disk and split) only when `prepared_data` is asked for, since predicting needs no dataset.
+    """
+
+    project: Project
+    directory: Path
+    config: DictConfig
+    metrics: dict[str, Any]
+    fitter: Fitter
+    model: Any
+    paths: DictConfig
+    device: torch.device
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    @cached_property
+    def data(self) -> ProjectData:
+        return self.project.build_data(self.config, self.paths)
+
+    @cached_property
+    def prepared_data(self) -> ProjectData:
+        self.data.prepare()
+        return self.data
+
+    def predict(self, values: list[Any]) -> Any:
+        """The model's typed outputs (`Project.outputs`) for parsed records (`Project.parse_record`)."""
+        raw = self.fitter.predict(self.model, self.data, self.project.stack_inputs(values), self.device)
+        return self.project.outputs(raw)
+
+
+def load_run(project: Project, run: str | Path | None, paths: DictConfig, device: torch.device | None = None) -> Run:
+    """The run named by `run` (a folder), or the latest finished run of `project`, loaded.
+
+    A folder that is not a finished run, that holds no model, or that belongs to another project is a
+    `RunNotFoundError` naming what is missing and how to get a usable run.
+    """
+    directory = resolve_run(run, paths.runs_dir, project.name)
+    train_again = f"train one: python -m projects.{project.name} train"
+    metrics = read_metrics(directory)
+    if metrics.get("project") != project.name:
+        raise RunNotFoundError(
+            f"{directory} is a run of '{metrics.get('project')}', not of {project.name}.",
+            f"pass run=<a {project.name} run folder>, or use python -m projects.{metrics.get('project')}.",
+        )
+    if not (directory / CONFIG_FILE).is_file():
+        raise RunNotFoundError(f"{directory} has no {CONFIG_FILE}: its config was lost.", train_again)
+    fitter = fitter_that_saved(directory)
+    if fitter is None:
+        raise RunNotFoundError(f"{directory} holds no saved model (model.ckpt or model.joblib).", train_again)
+    config = load_run_config(directory)
+    model = fitter.load(config.model, directory)
+    return Run(project, directory, config, metrics, fitter, model, paths, device or torch.device("cpu"))
 
 
 def git_commit() -> str | None:

@@ -11,52 +11,66 @@ from typing import Any
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning import seed_everything
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from shared.config import save_config
+from shared.capabilities import Describes
+from shared.config import CONFIG_FILE, save_config
+from shared.data import ProjectData
+from shared.errors import UsageError
 from shared.evaluate import evaluate_splits, format_metrics, write_plots
-from shared.fitters import fitter_for
+from shared.fitters import fitter_for, inference_device
 from shared.io import write_json
+from shared.metrics import Goal, Metrics
 from shared.project import Project
 from shared.reports import write_model_card
-from shared.runs import CARD_FILE, CONFIG_FILE, METRICS_FILE, environment, git_commit
+from shared.runs import CARD_FILE, METRICS_FILE, environment, git_commit
 
 log = logging.getLogger(__name__)
 
 
 def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Fit `cfg.model` on `cfg.data`, evaluate on val and test, and write the run directory.
+    """Fit `cfg.model` on `cfg.data`, evaluate on every held-out split, and write the run directory.
 
     Returns the content of `metrics.json` (empty on non-zero ranks of a multi-process run).
     """
     seed_everything(cfg.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
-    save_config(cfg, run_dir / CONFIG_FILE)
     data = project.build_data(cfg, cfg.paths)
+    declared = project.metrics_for(data)
+    choose_monitor(cfg, data, declared)
+    save_config(cfg, run_dir / CONFIG_FILE)
     data.prepare()
     started = time.perf_counter()
     model = project.build_model(cfg, data)  # may fit on train already (a vocabulary, Word2Vec): training time
     preparing = time.perf_counter() - started
     fitter = fitter_for(model)
-    log.info("run %s: %s on %s", run_dir, _target(cfg.model), _target(cfg.data))
+    identity = run_identity()
+    log.info("run %s: %s", run_dir, ", ".join(f"{k}={v}" for k, v in identity["choices"].items() if v) or "defaults")
     fit = fitter.fit(model, data, cfg, run_dir)
     if not fit.is_global_zero:
         return {}
     fitter.save(model, run_dir)
     # Every held-out split the data has: a project that cross-validates on train instead has no `val`.
-    evaluations = evaluate_splits(project, fitter, model, data, cfg, [s for s in data.splits if s != "train"])
+    held_out = [split for split in data.splits if split != "train"]
+    evaluations = evaluate_splits(project, fitter, model, data, held_out, inference_device(cfg.trainer))
     plots = write_plots(project, run_dir, evaluations["test"], data, model, fit.history)
+    scores = {name: value for evaluation in evaluations.values() for name, value in evaluation.metrics.items()}
+    details = model.details() if isinstance(model, Describes) else {}
     metrics = {
         "project": project.name,
         "model": _target(cfg.model),
         "experiment": cfg.get("experiment_name"),
-        "metrics": {name: value for evaluation in evaluations.values() for name, value in evaluation.metrics.items()},
+        **identity,
+        "headline": f"test/{declared.headline}",
+        "metrics": scores,
+        "goals": {name: str(declared.goal(name)) for name in scores},
+        "monitor": OmegaConf.to_container(cfg.monitor),
         "train_seconds": round(preparing + fit.seconds, 3),
         "samples_per_second": round(fit.samples_per_second, 1),
         "epochs": fit.epochs,
         "parameters": fitter.parameter_count(model),
-        "model_details": project.model_details(model),
+        "model_details": details,
         "seed": cfg.seed,
         "device": fit.device,
         "precision": fit.precision,
@@ -71,12 +85,16 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         summary=project.summary,
         metrics=metrics,
         card={
-            "model": _target(cfg.model).rsplit(".", 1)[-1],
+            "model": identity["choices"].get("model") or _target(cfg.model).rsplit(".", 1)[-1],
             "model_details": {
                 "class": _target(cfg.model),
                 "parameters": metrics["parameters"] if metrics["parameters"] is not None else "n/a",
                 **_flat(cfg.model),
-                **metrics["model_details"],
+                **details,
+            },
+            "identity": {
+                **{f"{group}=": choice for group, choice in identity["choices"].items()},
+                "overrides": " ".join(identity["overrides"]) or "none",
             },
             "data": {"source": _target(cfg.data), **metrics["data"]},
             "training": {
@@ -91,12 +109,49 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "intended_use": project.intended_use,
             "limitations": project.limitations,
             "plots": plots,
-            "reproduce": _reproduce_command(project),
+            "reproduce": _reproduce_command(project, identity["overrides"]),
         },
     )
     write_json(run_dir / METRICS_FILE, metrics)  # last: its presence marks the run as finished
     print(format_metrics(metrics["metrics"], title=f"{project.name} run {run_dir}"))
     return metrics
+
+
+def choose_monitor(cfg: DictConfig, data: ProjectData, declared: Metrics) -> None:
+    """Set `cfg.monitor` (what checkpointing and early stopping watch): as configured, else the validation
+    headline (`val/<headline>`, its declared direction), else nothing when the data has no `val` split."""
+    configured = cfg.get("monitor") or {}
+    metric = configured.get("metric")
+    if metric is None and "val" in data.splits:
+        metric = f"val/{declared.headline}"
+    if metric is not None and "val" not in data.splits:
+        raise UsageError(
+            f"monitor.metric={metric} needs a validation split, and this data has none.",
+            "drop the monitor override, or give the data a validation split.",
+        )
+    mode = configured.get("mode")
+    if metric is not None and mode is None:
+        goal = declared.goal(metric)
+        if goal not in (Goal.MAX, Goal.MIN):
+            raise UsageError(f"monitor.metric={metric} has no direction.", "set monitor.mode=max or monitor.mode=min.")
+        mode = str(goal)
+    callbacks = cfg.get("callbacks") or {}
+    if metric is None and callbacks.get("early_stopping"):
+        raise UsageError(
+            "early stopping needs a monitored validation metric, and this data has no validation split.",
+            "use callbacks=default, or give the data a validation split.",
+        )
+    with open_dict(cfg):
+        cfg.monitor = {"metric": metric, "mode": mode or "min"}  # without a metric the mode is never read
+
+
+def run_identity() -> dict[str, Any]:
+    """What the run is, in the user's words: the config-group choices and the command-line overrides."""
+    if not HydraConfig.initialized():
+        return {"choices": {}, "overrides": []}
+    hydra = HydraConfig.get()
+    choices = {group: choice for group, choice in hydra.runtime.choices.items() if not group.startswith("hydra")}
+    return {"choices": dict(choices), "overrides": list(hydra.overrides.task)}
 
 
 def _target(node: DictConfig) -> str:
@@ -109,6 +164,5 @@ def _flat(node: DictConfig) -> dict[str, Any]:
     return {key: value for key, value in values.items() if key != "_target_" and not isinstance(value, dict | list)}
 
 
-def _reproduce_command(project: Project) -> str:
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+def _reproduce_command(project: Project, overrides: list[str]) -> str:
     return " ".join(["python -m", f"projects.{project.name}", "train", *overrides])

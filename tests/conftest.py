@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from shared.cli import run
+from shared.project import Project
+from shared.registry import load_project
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,15 +49,12 @@ class Result:
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]):
-    """Run `python -m projects.<project> ...` in this process; returns exit code and captured output."""
+    """Run `python -m projects.<project> ...` (or a `Project` object's command line) in this process; returns the
+    exit code and the captured output."""
 
-    def invoke(project: str, *arguments: str) -> Result:
-        module = __import__(f"projects.{project}.project", fromlist=["_"])
-        project_class = next(
-            value for name, value in vars(module).items() if name.endswith("Project") and name != "Project"
-        )
+    def invoke(project: str | Project, *arguments: str) -> Result:
         capsys.readouterr()
-        code = run(project_class(), list(arguments))
+        code = run(load_project(project) if isinstance(project, str) else project, list(arguments))
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 

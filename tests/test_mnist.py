@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 
 from projects.mnist.data import SyntheticDigits, random_shift, read_idx
-from projects.mnist.predict import read_inputs, to_mnist
-from shared.errors import DataError, UsageError
+from projects.mnist.predict import parse_digit, to_mnist
+from shared.errors import DataError, RecordError, UsageError
+from shared.images import image_items
+from shared.project import PredictItem
 from tests.conftest import run_module
 
 SMOKE = ["data=synthetic", "trainer=cpu", "trainer.max_epochs=2", "logger=csv"]
@@ -225,14 +227,17 @@ def test_predict_rejects_unknown_output_format(cli, trained: Path, tmp_path: Pat
 def test_compare_tabulates_every_run_best_first(cli, isolated: Path) -> None:
     assert cli("mnist", "train", *SMOKE, "name=cnn").code == 0
     assert cli("mnist", "train", "data=synthetic", "experiment=baseline").code == 0
-    result = cli("mnist", "compare", "sort=test/nll")
-    assert result.code == 0, result.err
-    table = (isolated / "runs" / "mnist" / "comparison.csv").read_text().splitlines()
-    assert table[0].startswith("run,model,experiment,val/acc,val/nll,test/acc,test/nll")
-    assert len(table) == 3
-    nll = [float(line.split(",")[6]) for line in table[1:]]
-    assert nll == sorted(nll), "lower nll is better: it comes first"
-    assert "| run | model |" in result.out
+    for metric in ("test/nll", "test/ece", "test/acc"):
+        result = cli("mnist", "compare", f"sort={metric}")
+        assert result.code == 0, result.err
+        table = list(csv.DictReader((isolated / "runs" / "mnist" / "comparison.csv").open()))
+        assert len(table) == 2
+        values = [float(row[metric]) for row in table]
+        best_first = sorted(values, reverse=metric.endswith("acc"))
+        assert values == best_first, f"{metric}: the declared direction puts the best first"
+    assert {(row["model"], row["experiment"]) for row in table} == {("cnn", ""), ("logreg", "baseline")}
+    assert "name=cnn" in next(row["overrides"] for row in table if row["model"] == "cnn")
+    assert "| run | data | model | experiment | overrides |" in result.out
 
 
 def test_compare_by_unknown_metric_lists_the_known_ones(cli, trained: Path) -> None:
@@ -273,20 +278,48 @@ def test_dark_ink_on_light_paper_is_inverted_and_centred() -> None:
     assert rows.max() - rows.min() + 1 <= 20
 
 
+def _read(path: Path) -> list[PredictItem]:
+    """Items as `predict` reads them: the shared image readers, each record parsed as a digit."""
+
+    def parse(name: str, payload: object) -> PredictItem:
+        try:
+            return PredictItem(name, parse_digit(payload))
+        except RecordError as error:
+            return PredictItem(name, error=str(error))
+
+    return image_items(path, parse)
+
+
 def test_colour_image_of_another_size_is_converted(tmp_path: Path) -> None:
     image = np.zeros((64, 64, 3), np.uint8)
     image[16:48, 28:36] = (255, 200, 0)
     Image.fromarray(image).save(tmp_path / "seven.jpg")
-    [item] = read_inputs(str(tmp_path / "seven.jpg"))
+    [item] = _read(tmp_path / "seven.jpg")
     assert item.error is None and item.value.shape == (28, 28)
 
 
+def test_records_in_any_form_give_the_same_digit(tmp_path: Path) -> None:
+    """Bytes, base64 text, nested 0-255 lists and a {"image": ...} record all read as the same 28×28 digit."""
+    import base64
+
+    image = np.zeros((28, 28), np.uint8)
+    image[6:22, 12:16] = 255
+    Image.fromarray(image).save(tmp_path / "one.png")
+    raw = (tmp_path / "one.png").read_bytes()
+    expected = image / 255.0
+    for payload in (raw, base64.b64encode(raw).decode(), image.tolist(), {"image": base64.b64encode(raw).decode()}):
+        assert np.allclose(parse_digit(payload), expected, atol=1e-6)
+    for bad, message in ((b"no image", "not a readable image"), ("%%%", "base64"), ({"pixels": []}, "'image'")):
+        with pytest.raises(RecordError, match=message):
+            parse_digit(bad)
+
+
 def test_wrong_npy_shape_is_an_error(tmp_path: Path) -> None:
-    np.save(tmp_path / "bad.npy", np.zeros((2, 3, 4, 5)))
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3, 4, 5, 6)))
     with pytest.raises(DataError, match="shape"):
-        read_inputs(str(tmp_path / "bad.npy"))
+        _read(tmp_path / "bad.npy")
 
 
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="holds no images"):
-        read_inputs(str(tmp_path))
+        _read(tmp_path)

@@ -1,7 +1,7 @@
 """MNIST's models: a small CNN (default), an MLP, and a logistic-regression baseline.
 
-The two neural models share `DigitClassifier`: cross-entropy with label smoothing, SGD with
-Nesterov momentum under a one-cycle learning-rate schedule, accuracy from torchmetrics.
+The two neural models share `DigitClassifier`: the core's classifier steps (cross-entropy with label
+smoothing, accuracy from torchmetrics) with SGD, Nesterov momentum and a one-cycle learning-rate schedule.
 """
 
 from __future__ import annotations
@@ -12,45 +12,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from lightning import LightningModule
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
+
+from shared.capabilities import ExtractsFeatures
+from shared.classification import Classifier
 
 CLASSES = 10
 
 
-class DigitClassifier(LightningModule):
-    """Training, validation and prediction steps shared by the neural digit models."""
+class DigitClassifier(Classifier):
+    """The shared classifier steps (`shared.classification.Classifier`) with SGD, Nesterov momentum and a
+    one-cycle learning-rate schedule."""
 
     def __init__(self, lr: float, momentum: float, weight_decay: float, label_smoothing: float, warmup: float) -> None:
-        super().__init__()
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.label_smoothing, self.warmup = label_smoothing, warmup
-        self.train_accuracy = MulticlassAccuracy(num_classes=CLASSES, average="micro")
-        self.val_accuracy = MulticlassAccuracy(num_classes=CLASSES, average="micro")
-
-    def training_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> torch.Tensor:
-        images, labels = batch
-        logits = self(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        self.train_accuracy(logits, labels)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True)
-        return loss
-
-    def validation_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> None:
-        images, labels = batch
-        logits = self(images)
-        self.val_accuracy(logits, labels)
-        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log("val/acc", self.val_accuracy, on_epoch=True, prog_bar=True)
-
-    def predict_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> torch.Tensor:
-        return F.softmax(self(batch[0]).float(), dim=1)
+        super().__init__(CLASSES, label_smoothing)
+        self.lr, self.momentum, self.weight_decay, self.warmup = lr, momentum, weight_decay, warmup
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.SGD(
@@ -78,8 +57,12 @@ def _conv_block(inputs: int, outputs: int) -> nn.Sequential:
     )
 
 
-class ConvNet(DigitClassifier):
-    """Three conv-BN-ReLU-pool blocks (28→14→7→3) and a linear head: ~0.1M parameters, 99.5% on MNIST."""
+class ConvNet(DigitClassifier, ExtractsFeatures):
+    """Three conv-BN-ReLU-pool blocks (28→14→7→3) and a linear head: ~0.1M parameters, 99.5% on MNIST.
+
+    `features` is the flattened output of the blocks, the layer before the head: what the GAN project measures
+    its samples with.
+    """
 
     def __init__(
         self,
@@ -95,16 +78,19 @@ class ConvNet(DigitClassifier):
         super().__init__(lr, momentum, weight_decay, label_smoothing, warmup)
         self.save_hyperparameters()
         channels = [1, *widths]
-        self.features = nn.Sequential(*(_conv_block(a, b) for a, b in pairwise(channels)))
+        self.blocks = nn.Sequential(*(_conv_block(a, b) for a, b in pairwise(channels)))
         side = 28
         for _ in widths:
             side //= 2
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels[-1] * side * side, CLASSES))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels[-1] * side * side, CLASSES))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.blocks(images.contiguous(memory_format=self.memory_format)).flatten(1)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(images.contiguous(memory_format=self.memory_format)))
+        return self.head(self.features(images))
 
 
 class MultilayerPerceptron(DigitClassifier):

@@ -1,4 +1,4 @@
-"""MNIST as the core sees it: its description, metrics, plots and predict inputs."""
+"""MNIST as the core sees it: its description, declared metrics, plots and predict records."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from projects.mnist import evaluate, predict
+from projects.mnist.data import normalise
+from shared.classification import CLASSIFICATION_GOALS, classification_scores
 from shared.data import ProjectData
-from shared.errors import UsageError
+from shared.images import image_items
+from shared.metrics import Metrics
+from shared.predict import parse_item
 from shared.project import Evaluation, PredictItem, Project
+from shared.runs import Run
 
 
 class MnistProject(Project):
@@ -27,20 +32,23 @@ class MnistProject(Project):
         "several digits per image, letters or photographs of scenes get a confident digit anyway. The "
         "probability is the model's softmax, not a calibrated guarantee. Not for any decision about a person."
     )
+    metrics = Metrics("acc", CLASSIFICATION_GOALS)
+    predict_usage = "input=<image, folder of images, or .npy of N×28×28> output=preds.csv"
 
-    def score(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-        return evaluate.score(targets, outputs)
+    def score(self, data: ProjectData, split: str, outputs: np.ndarray) -> dict[str, float]:
+        return classification_scores(data.targets(split), outputs)
 
     def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
         return evaluate.report(evaluation, plots_dir)
 
-    def read_inputs(self, cfg: DictConfig) -> list[PredictItem]:
-        if not cfg.get("input"):
-            raise UsageError("predict needs an input.", "python -m projects.mnist predict input=PATH output=preds.csv")
-        return predict.read_inputs(str(cfg.input))
+    def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
+        return image_items(path, lambda name, payload: parse_item(self, name, payload, run, cfg))
+
+    def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> np.ndarray:
+        return predict.parse_digit(payload)
 
     def stack_inputs(self, values: list[Any]) -> Any:
-        return predict.stack_inputs(values)
+        return normalise(np.stack(values))
 
     def prediction_columns(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         return predict.prediction_columns(outputs)
