@@ -47,8 +47,9 @@ class DataFile:
 
     A file that is a member of a zip or tar archive names that archive (`archive`, itself a `DataFile`)
     and its path inside it (`member`, default: `name`). It is taken from the mirror or cache when it is
-    there on its own, else read out of the archive. A file with no sums of its own must be a member of
-    an archive that has some: something always vouches for the bytes.
+    there on its own, else read out of the archive. A member with no sums of its own must come from an
+    archive that has some, so something always vouches for its bytes; an archive may go without sums when
+    every member it is read for has its own.
     """
 
     name: str
@@ -58,8 +59,8 @@ class DataFile:
     member: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.sha256 and (self.archive is None or not self.archive.sha256):
-            raise ValueError(f"{self.name}: a data file needs a sha256, or an archive that has one")
+        if not self.sha256 and self.archive is not None and not self.archive.sha256:
+            raise ValueError(f"{self.name}: a member without a sha256 needs an archive with one")
 
     @property
     def path_in_archive(self) -> str:

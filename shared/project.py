@@ -92,10 +92,14 @@ class Project:
         A model that `FitsOnTrain` (a vocabulary, fitted preprocessing, sizes taken from the data) gets the
         train split before training, so its project need not override this.
         """
-        model = build(cfg.model)
+        model = build(cfg.model, **self.model_options(data))
         if isinstance(model, FitsOnTrain):
             model.fit_on_train(data.inputs("train"), data.targets("train"))
         return model
+
+    def model_options(self, data: ProjectData) -> dict[str, Any]:
+        """Constructor arguments every model of this project takes from the data (a catalogue's size)."""
+        return {}
 
     def metrics_for(self, data: ProjectData) -> Metrics:
         """The declaration that applies to this data; a project scored two ways (ratings or ranking) picks one."""
