@@ -13,7 +13,6 @@ is read back from the run's `metrics.json`. Targets live in the issues and the R
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import statistics
@@ -27,6 +26,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from shared.cli import run  # noqa: E402
+from shared.registry import load_project  # noqa: E402
 from shared.runs import read_metrics, successful_runs  # noqa: E402
 
 # project -> [(label, overrides)]: what `benchmark.py <project>` trains. Add a project's presets here.
@@ -71,10 +71,7 @@ REPORTED = ("train_seconds", "samples_per_second", "epochs", "parameters", "devi
 
 def benchmark(project: str, label: str, overrides: list[str]) -> dict[str, object]:
     """Train one preset and return its benchmark line."""
-    module = importlib.import_module(f"projects.{project}.project")
-    project_object = next(
-        value() for name, value in vars(module).items() if name.endswith("Project") and name != "Project"
-    )
+    project_object = load_project(project)
     runs_dir = os.environ.setdefault("PORTFOLIO_RUNS_DIR", str(REPO / "runs" / "benchmark"))
     before = set(successful_runs(runs_dir, project))
     started = time.perf_counter()

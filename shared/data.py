@@ -139,7 +139,8 @@ def _locate(file: DataFile, mirror: Path | None, cache: Path) -> Path:
     if mirror is not None and (mirror / file.name).is_file():
         _verify(mirror / file.name, file, "mirror")
         return mirror / file.name
-    if (cache / file.name).is_file() and file.sha256:
+    # A member without sums of its own is read out of its checked archive again, never trusted from the cache.
+    if (cache / file.name).is_file() and (file.sha256 or file.archive is None):
         _verify(cache / file.name, file, "cache")
         return cache / file.name
     if file.archive is not None:

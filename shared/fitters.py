@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +180,9 @@ class LightningFitter(Fitter):
             data.loader(_preprocessed(model, data.inputs("val")), data.targets("val")) if "val" in data.splits else None
         )
         started = time.perf_counter()
-        trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        with warnings.catch_warnings():  # without a val split the kept weights are the last: said below, not warned
+            warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
+            trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
         seconds = time.perf_counter() - started
         if trainer.interrupted:
             raise KeyboardInterrupt

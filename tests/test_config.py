@@ -8,8 +8,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from shared.config import CONFIG_ROOT, SHARED_CONFIGS, compose_config
+from shared.registry import project_names
 
-PROJECTS = sorted(path.name for path in CONFIG_ROOT.iterdir() if path.is_dir() and path != SHARED_CONFIGS)
+PROJECTS = project_names()
 EXPERIMENTS = [
     (project, preset.stem)
     for project in PROJECTS
@@ -72,3 +73,22 @@ def test_environment_sets_the_paths(isolated: Path, monkeypatch: pytest.MonkeyPa
         "cache_dir": str(isolated / "cache"),
         "runs_dir": str(isolated / "runs"),
     }
+
+
+def test_every_project_folder_has_its_configs_and_declares_its_metrics() -> None:
+    """One registry: each projects/<name>/project.py registers a Project whose configs and metrics exist."""
+    from shared.registry import load_project
+
+    config_folders = sorted(path.name for path in CONFIG_ROOT.iterdir() if path.is_dir() and path != SHARED_CONFIGS)
+    assert PROJECTS == config_folders
+    for name in PROJECTS:
+        project = load_project(name)
+        assert project.name == name and project.metrics.goal(project.metrics.headline) is not None
+
+
+def test_an_unknown_project_is_a_clear_error() -> None:
+    from shared.errors import UsageError
+    from shared.registry import load_project
+
+    with pytest.raises(UsageError, match="no project 'nope'"):
+        load_project("nope")

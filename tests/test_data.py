@@ -95,3 +95,68 @@ def test_holdout_is_reproducible_disjoint_and_complete() -> None:
 def test_holdout_rejects_impossible_sizes() -> None:
     with pytest.raises(DataError):
         holdout_indices(10, 10, seed=0)
+
+
+# --- members of archives ------------------------------------------------------------------------
+def _archive(path: Path, kind: str, members: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, content)
+    else:
+        with tarfile.open(path, "w:gz") as archive:
+            for name, content in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return path
+
+
+def _sha(content: bytes) -> tuple[str, ...]:
+    return (hashlib.sha256(content).hexdigest(),)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_a_member_is_read_out_of_its_checked_archive(tmp_path: Path, kind: str) -> None:
+    archive_path = _archive(tmp_path / "mirror" / "toy" / f"bundle.{kind}", kind, {"inner/data.bin": CONTENT})
+    archive = DataFile(f"bundle.{kind}", sha256=_sha(archive_path.read_bytes()))
+    member = DataFile("data.bin", archive=archive, member="inner/data.bin")  # vouched for by the archive
+    found = fetch_files("toy", [member], tmp_path / "mirror", tmp_path / "cache")
+    assert found["data.bin"] == tmp_path / "cache" / "toy" / "data.bin"
+    assert found["data.bin"].read_bytes() == CONTENT
+    assert sorted(p.name for p in (tmp_path / "mirror" / "toy").iterdir()) == [f"bundle.{kind}"]
+
+
+def test_a_member_with_its_own_checksum_is_checked_after_extraction(tmp_path: Path) -> None:
+    _archive(tmp_path / "cache" / "toy" / "bundle.zip", "zip", {"data.bin": b"not what was published"})
+    member = DataFile("data.bin", sha256=GOOD.sha256, archive=DataFile("bundle.zip"))
+    with pytest.raises(DataError, match=r"extracted from bundle\.zip\) is corrupt"):
+        fetch_files("toy", [member], None, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "toy" / "data.bin").exists()
+
+
+def test_a_missing_member_or_a_broken_archive_is_an_error_naming_it(tmp_path: Path) -> None:
+    archive_path = _archive(tmp_path / "mirror" / "toy" / "bundle.zip", "zip", {"other.bin": CONTENT})
+    archive = DataFile("bundle.zip", sha256=_sha(archive_path.read_bytes()))
+    with pytest.raises(DataError, match="has no readable member data.bin"):
+        fetch_files("toy", [DataFile("data.bin", archive=archive)], tmp_path / "mirror", tmp_path / "cache")
+    archive_path.write_bytes(b"PK broken")
+    with pytest.raises(DataError, match=r"bundle\.zip \(mirror\) is corrupt"):
+        fetch_files("toy", [DataFile("data.bin", archive=archive)], tmp_path / "mirror", tmp_path / "cache")
+
+
+def test_a_member_nowhere_names_its_archive_in_the_fix(tmp_path: Path) -> None:
+    archive = DataFile("bundle.zip", sha256=("0" * 64,), urls=("https://example.org/bundle.zip",))
+    with pytest.raises(DataError) as error:
+        fetch_files("toy", [DataFile("data.bin", archive=archive)], tmp_path / "mirror", tmp_path / "cache")
+    assert "or its archive bundle.zip" in str(error.value) and "https://example.org/bundle.zip" in str(error.value)
+
+
+def test_a_member_needs_something_to_vouch_for_it() -> None:
+    with pytest.raises(ValueError, match="needs an archive with one"):
+        DataFile("data.bin", archive=DataFile("bundle.zip"))
