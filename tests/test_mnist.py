@@ -323,3 +323,15 @@ def test_wrong_npy_shape_is_an_error(tmp_path: Path) -> None:
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="holds no images"):
         _read(tmp_path)
+
+
+def test_the_cnn_exposes_its_penultimate_features() -> None:
+    """`features(x)` is the layer before the head: the GAN measures its samples with it."""
+    from projects.mnist.models import ConvNet
+    from shared.capabilities import ExtractsFeatures
+
+    model = ConvNet(widths=(8, 16, 32)).eval()
+    images = torch.randn(5, 1, 28, 28)
+    features = model.features(images)
+    assert isinstance(model, ExtractsFeatures) and features.shape == (5, 32 * 3 * 3)
+    assert torch.allclose(model.head(features), model(images))

@@ -124,3 +124,18 @@ def test_predicting_with_a_run_of_another_project_exits_with_the_reason(cli, iso
     [run] = _runs(isolated)
     result = cli("mnist", "predict", f"run={run}", f"input={tmp_path}", f"output={tmp_path / 'p.csv'}")
     assert result.code == 1 and "a run of 'tiny', not of mnist" in result.err and "Traceback" not in result.err
+
+
+def test_prediction_builds_no_trainer(cli, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-request path: a loaded run predicts in inference mode, without constructing a Lightning Trainer."""
+    import lightning
+
+    assert cli(TinyProject(), "train", *SMOKE, "model=network", "trainer.max_epochs=3").code == 0
+    run = load_run(TinyProject(), None, _paths(isolated))
+
+    def no_trainer(*arguments: object, **options: object) -> None:
+        raise AssertionError("predict built a Trainer")
+
+    monkeypatch.setattr(lightning.Trainer, "__init__", no_trainer)
+    values = [run.project.parse_record({"x": x, "y": 0.0}, run, run.config) for x in (-2.0, 2.0)]
+    assert run.predict(values).argmax(axis=1).tolist() == [0, 1]
