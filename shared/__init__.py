@@ -1,6 +1,8 @@
 """The shared core: everything the projects would otherwise each write again.
 
-Command dispatch (`cli`), config composition (`config`), data-file resolution (`data`),
-training and evaluation flows (`train`, `evaluate`, `predict`), run directories (`runs`),
-and reports (`reports`). It names no project: a project hands the core a `Project`.
+Command dispatch (`cli`), config composition (`config`), the project contract (`project`) and registry
+(`registry`), declared metrics (`metrics`) and model capabilities (`capabilities`), data-file resolution
+(`data`), the training, evaluation, prediction and comparison flows, the run object (`runs`), shared
+classification and image code, and reports. It names no project: a project hands the core a `Project`.
+See docs/ARCHITECTURE.md.
 """

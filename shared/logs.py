@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,16 +19,6 @@ def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
     finally:
         for logger, previous in zip(loggers, levels, strict=True):
             logger.setLevel(previous)
-
-
-@contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Lightning without its device banner and loader advice: for Trainers built many times per command
-    (a model fitted once per cross-validation fold)."""
-    with quiet_loggers("lightning.pytorch", "lightning.fabric"), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        yield
 
 
 def route_library_logs() -> None:
