@@ -52,7 +52,7 @@ COMMANDS: dict[str, Command] = {
     for command in (
         Command("train", "fit a model, evaluate it on val and test, write a run directory", _train),
         Command("evaluate", "score a finished run's model again (latest run, or run=PATH)", _evaluate),
-        Command("predict", "predict files with a finished run's model: input=PATH output=FILE", _predict),
+        Command("predict", "predict with a finished run's model: {predict_usage}", _predict),
         Command("compare", "a table of every finished run's metrics, best first", _compare),
     )
 }
@@ -73,7 +73,10 @@ def usage(project: Project) -> str:
         project.summary,
         "",
         "commands:",
-        *(f"  {name:<{width}}  {command.summary}" for name, command in commands.items()),
+        *(
+            f"  {name:<{width}}  {command.summary.format(predict_usage=project.predict_usage)}"
+            for name, command in commands.items()
+        ),
         "",
         "overrides choose an option of a config group (model=..., experiment=..., trainer=cpu|gpu|ddp)",
         "or set any key (seed=1 trainer.max_epochs=3); -m sweeps over comma-separated values.",

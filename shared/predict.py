@@ -95,7 +95,7 @@ def predict_command(project: Project, cfg: DictConfig) -> int:
     for item in items:
         if item.error:
             print(f"  could not read {item.name}: {item.error}")
-    if not cfg.get("input") and rows:
+    if not cfg.get("input") and readable:
         shown = pd.DataFrame(rows).drop(columns=["input", "error"], errors="ignore")
         print(markdown_table(shown), end="")
     return PARTIAL_FAILURE_EXIT_CODE if len(readable) < len(items) else 0

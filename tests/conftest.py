@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -56,6 +57,7 @@ def cli(capsys: pytest.CaptureFixture[str]):
         capsys.readouterr()
         code = run(load_project(project) if isinstance(project, str) else project, list(arguments))
         captured = capsys.readouterr()
+        logging.getLogger().handlers.clear()  # Hydra's handlers write to the captured streams, closed after the test
         return Result(code, captured.out, captured.err)
 
     return invoke

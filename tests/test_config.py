@@ -80,7 +80,7 @@ def test_every_project_folder_has_its_configs_and_declares_its_metrics() -> None
     from shared.registry import load_project
 
     config_folders = sorted(path.name for path in CONFIG_ROOT.iterdir() if path.is_dir() and path != SHARED_CONFIGS)
-    assert PROJECTS == config_folders
+    assert config_folders == PROJECTS
     for name in PROJECTS:
         project = load_project(name)
         assert project.name == name and project.metrics.goal(project.metrics.headline) is not None

@@ -143,7 +143,7 @@ def test_a_member_with_its_own_checksum_is_checked_after_extraction(tmp_path: Pa
 def test_a_missing_member_or_a_broken_archive_is_an_error_naming_it(tmp_path: Path) -> None:
     archive_path = _archive(tmp_path / "mirror" / "toy" / "bundle.zip", "zip", {"other.bin": CONTENT})
     archive = DataFile("bundle.zip", sha256=_sha(archive_path.read_bytes()))
-    with pytest.raises(DataError, match="has no readable member data.bin"):
+    with pytest.raises(DataError, match=r"has no readable member data\.bin"):
         fetch_files("toy", [DataFile("data.bin", archive=archive)], tmp_path / "mirror", tmp_path / "cache")
     archive_path.write_bytes(b"PK broken")
     with pytest.raises(DataError, match=r"bundle\.zip \(mirror\) is corrupt"):
