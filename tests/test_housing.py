@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +20,9 @@ from projects.housing.data import (
     FEATURES,
     TARGET,
     TARGET_COLUMN,
+    Column,
     GeronHousing,
+    SklearnCalifornia,
     SyntheticHousing,
     from_sklearn,
     income_category,
@@ -25,13 +30,29 @@ from projects.housing.data import (
     synthetic_frame,
     validate,
 )
-from projects.housing.evaluate import score
+from projects.housing.evaluate import METRICS, Estimates, score
 from projects.housing.features import make_preprocessor
-from projects.housing.models import CrossValidated, MLPRegressor, pipeline
-from shared.errors import DataError
+from projects.housing.models import CrossValidated, MLPRegressor, PointPredictor, pipeline
+from projects.housing.project import HousingProject
+from shared.capabilities import CarriesPreprocessor, Describes, FitsOnTrain
+from shared.errors import DataError, RecordError
+from shared.metrics import MAX, MIN, NEITHER
 
 SMOKE = ["data=synthetic", "model=ridge", "cv.folds=3"]
 COLUMNS = (*FEATURES, TARGET_COLUMN)
+PROJECT = HousingProject()
+# One district as a CSV row gives it: every value a string, an empty cell where the census has a gap.
+DISTRICT = {
+    "longitude": "-122.23",
+    "latitude": "37.88",
+    "housing_median_age": "41",
+    "total_rooms": "880",
+    "total_bedrooms": "",
+    "population": "322",
+    "households": "126",
+    "median_income": "8.3252",
+    "ocean_proximity": "NEAR BAY",
+}
 
 
 def _runs(isolated: Path) -> list[Path]:
@@ -130,6 +151,84 @@ def test_sklearn_columns_become_gerons() -> None:
     assert row[TARGET] == pytest.approx(452_600)
 
 
+# --- predict records -------------------------------------------------------------------------
+def _run_of(data: object) -> Any:
+    """What `parse_record` reads of a run: its data object (built, not prepared)."""
+    return SimpleNamespace(data=data)
+
+
+def test_a_csv_record_becomes_floats_a_category_and_nan_for_an_empty_cell() -> None:
+    parsed = PROJECT.parse_record({**DISTRICT, "district_id": "x7", TARGET: "452600"}, _run_of(SyntheticHousing()), {})
+    assert list(parsed) == [column.name for column in FEATURES], "the features alone, in order"
+    assert parsed["median_income"] == 8.3252 and parsed["housing_median_age"] == 41.0
+    assert np.isnan(parsed["total_bedrooms"]) and parsed["ocean_proximity"] == "NEAR BAY"
+    assert all(isinstance(parsed[name], float) for name in parsed if name != "ocean_proximity")
+
+
+def test_a_json_record_takes_numbers_strings_and_null() -> None:
+    body = json.loads(
+        '{"longitude": -122.23, "latitude": "37.88", "housing_median_age": 41, "total_rooms": 880, '
+        '"total_bedrooms": null, "population": 322, "households": 126, "median_income": 8.3252, '
+        '"ocean_proximity": "NEAR BAY"}'
+    )
+    parsed = PROJECT.parse_record(body, _run_of(SyntheticHousing()), {})
+    assert parsed["longitude"] == -122.23 and parsed["latitude"] == 37.88 and parsed["housing_median_age"] == 41.0
+    assert np.isnan(parsed["total_bedrooms"])
+    expected = PROJECT.parse_record(DISTRICT, _run_of(SyntheticHousing()), {})
+    assert {k: v for k, v in parsed.items() if k != "total_bedrooms"} == {
+        k: v for k, v in expected.items() if k != "total_bedrooms"
+    }, "a JSON body and a CSV row of the same district are the same record"
+
+
+def test_a_bad_record_names_every_problem_at_once() -> None:
+    record = {**DISTRICT, "ocean_proximity": "MARS", "median_income": "rich", "latitude": 91, "households": True}
+    del record["population"]
+    with pytest.raises(RecordError) as caught:
+        PROJECT.parse_record(record, _run_of(SyntheticHousing()), {})
+    message = str(caught.value)
+    for problem in (
+        "latitude 91 is outside [32, 42.5]",
+        "population is missing",
+        "households True is not a number",
+        "median_income 'rich' is not a number",
+        "ocean_proximity 'MARS' is not one of <1H OCEAN, INLAND, ISLAND, NEAR BAY, NEAR OCEAN",
+    ):
+        assert problem in message, problem
+    with pytest.raises(RecordError, match="a district is a mapping"):
+        PROJECT.parse_record(["-122.23", "37.88"], _run_of(SyntheticHousing()), {})
+
+
+def test_a_record_needs_only_the_runs_own_features() -> None:
+    """scikit-learn's copy has no ocean_proximity: its runs neither need nor read it."""
+    record = {name: value for name, value in DISTRICT.items() if name != "ocean_proximity"}
+    assert "ocean_proximity" not in PROJECT.parse_record(record, _run_of(SklearnCalifornia()), {})
+    with pytest.raises(RecordError, match="ocean_proximity is missing"):
+        PROJECT.parse_record(record, _run_of(SyntheticHousing()), {})
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem"),
+    [
+        (FEATURES[1], "91", "latitude 91 is outside [32, 42.5]"),
+        (FEATURES[7], "lots", "median_income 'lots' is not a number"),
+        (FEATURES[7], "nan", "median_income 'nan' is not a number"),
+        (FEATURES[8], "inland", "ocean_proximity 'inland' is not one of"),
+        (FEATURES[5], " ", "population is empty"),
+    ],
+)
+def test_training_file_and_records_share_one_rule_per_value(column: Column, value: str, problem: str) -> None:
+    frame = pd.Series([DISTRICT[column.name], value, DISTRICT[column.name]])
+    assert list(column.problems(frame) != "") == [False, True, False]
+    assert column.problems(frame)[1].startswith(problem) and column.check(value).problem.startswith(problem)
+    if problem.endswith("is empty"):  # in predict any cell may be empty: the model imputes it
+        assert np.isnan(
+            PROJECT.parse_record({**DISTRICT, column.name: value}, _run_of(SyntheticHousing()), {})[column.name]
+        )
+    else:
+        with pytest.raises(RecordError, match=re.escape(problem)):
+            PROJECT.parse_record({**DISTRICT, column.name: value}, _run_of(SyntheticHousing()), {})
+
+
 # --- split -----------------------------------------------------------------------------------
 def test_split_is_reproducible_stratified_and_disjoint() -> None:
     frame = synthetic_frame(1000, seed=3)
@@ -164,16 +263,60 @@ def test_cross_validation_gives_scores_and_an_interval_that_covers() -> None:
     model = CrossValidated(pipeline(LinearRegression(), {"n_clusters": 3}), cv=5, coverage=0.9).fit(
         train.drop(columns=TARGET), train[TARGET]
     )
-    outputs = model.predict(test.drop(columns=TARGET))
-    assert outputs.shape == (len(test), 3) and (outputs[:, 1] <= outputs[:, 0]).all()
+    outputs = PROJECT.outputs(model.predict(test.drop(columns=TARGET)))
+    assert outputs.has_interval and len(outputs) == len(test)
+    assert (outputs.low <= outputs.values).all() and (outputs.values <= outputs.high).all()
     metrics = score(test[TARGET].to_numpy(), outputs)
     assert 0.8 <= metrics["interval_coverage"] <= 1.0
     assert metrics["rmse_ci_low"] < metrics["rmse"] < metrics["rmse_ci_high"] and metrics["r2"] > 0.8
     details = model.details()
     assert details["cv_folds"] == 5 and 10_000 < details["cv_rmse_mean"] < 30_000
-    assert (
-        CrossValidated(LinearRegression(), cv=0).fit(np.ones((5, 1)), np.arange(5)).predict(np.ones((2, 1))).ndim == 1
-    )
+    assert np.array_equal(model.point(test.drop(columns=TARGET)), outputs.values)
+
+
+def test_without_cross_validation_the_model_gives_nan_bounds_and_no_interval_metrics() -> None:
+    model = CrossValidated(LinearRegression(), cv=0).fit(np.arange(10.0).reshape(-1, 1), 2.0 * np.arange(10) + 1)
+    raw = model.predict(np.array([[1.0], [2.0], [3.0]]))
+    assert raw.shape == (3, 3) and np.isnan(raw[:, 1:]).all()
+    outputs = PROJECT.outputs(raw)
+    assert not outputs.has_interval and np.allclose(outputs.values, [3.0, 5.0, 7.0])
+    metrics = score(np.array([3.0, 5.0, 8.0]), outputs)
+    assert set(metrics) == {"rmse", "rmse_ci_low", "rmse_ci_high", "mae", "r2"}
+    assert metrics["rmse"] == pytest.approx(np.sqrt(1 / 3)) and metrics["mae"] == pytest.approx(1 / 3)
+    assert model.details() == {"estimator": "LinearRegression"}, "no folds, no interval to describe"
+
+
+def test_outputs_are_a_typed_record_and_score_reads_its_fields() -> None:
+    targets = np.array([100.0, 200.0, 300.0, 400.0])
+    raw = np.array([[110.0, 90.0, 130.0], [190.0, 170.0, 210.0], [330.0, 310.0, 350.0], [400.0, 380.0, 420.0]])
+    outputs = PROJECT.outputs(raw)
+    assert isinstance(outputs, Estimates) and outputs.has_interval
+    assert np.array_equal(outputs.values, raw[:, 0]) and np.array_equal(outputs.high, raw[:, 2])
+    metrics = score(targets, outputs)
+    assert metrics["rmse"] == pytest.approx(np.sqrt((100 + 100 + 900 + 0) / 4))
+    assert metrics["mae"] == pytest.approx((10 + 10 + 30 + 0) / 4)
+    assert metrics["interval_coverage"] == pytest.approx(0.75), "300 lies below [310, 350]"
+    assert metrics["interval_width"] == pytest.approx(40.0)
+    assert set(metrics) <= set(METRICS.goals), "every reported metric is declared"
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        PROJECT.outputs(raw[:, 0])
+
+
+def test_every_metric_has_its_goal() -> None:
+    assert METRICS.headline == "rmse" and PROJECT.metrics is METRICS
+    assert {name: METRICS.goal(name) for name in ("rmse", "rmse_ci_low", "rmse_ci_high", "mae", "interval_width")} == {
+        name: MIN for name in ("rmse", "rmse_ci_low", "rmse_ci_high", "mae", "interval_width")
+    }
+    assert METRICS.goal("test/r2") == MAX and METRICS.goal("val/interval_coverage") == NEITHER
+
+
+def test_models_declare_their_capabilities() -> None:
+    cross_validated = CrossValidated(LinearRegression())
+    mlp = MLPRegressor(hidden=(4,))
+    assert isinstance(cross_validated, Describes) and isinstance(cross_validated, PointPredictor)
+    assert not isinstance(cross_validated, FitsOnTrain), "a scikit-learn model fits in its own fit"
+    for capability in (FitsOnTrain, CarriesPreprocessor, Describes, PointPredictor):
+        assert isinstance(mlp, capability), capability.__name__
 
 
 def test_mlp_fits_its_preprocessing_and_target_scale_on_the_train_rows() -> None:
@@ -199,6 +342,8 @@ def test_train_writes_a_complete_run(trained: Path) -> None:
     assert metrics["metrics"]["test/r2"] > 0.8, "the synthetic values follow a simple formula"
     assert metrics["model_details"]["cv_folds"] == 3 and metrics["data"]["test examples"] == 120
     assert metrics["model_details"]["estimator"] == "RidgeCV"
+    assert metrics["headline"] == "test/rmse" and metrics["monitor"]["metric"] is None
+    assert metrics["goals"]["test/r2"] == "max" and metrics["goals"]["test/interval_coverage"] == "neither"
     assert "cv_rmse_mean" in (trained / "MODEL_CARD.md").read_text()
 
 
@@ -293,6 +438,36 @@ def test_mlp_trains_through_the_core_and_predicts_what_it_logged(cli, isolated: 
     values = test[TARGET].to_numpy()
     inside = (values >= predictions["interval_low"]) & (values <= predictions["interval_high"])
     assert inside.mean() == pytest.approx(metrics["metrics"]["test/interval_coverage"], abs=0.01)
+
+
+def test_mlp_without_a_validation_split_keeps_its_last_weights_and_has_no_interval(
+    cli, isolated: Path, tmp_path: Path
+) -> None:
+    """data.validation_size=0: early stopping has nothing to watch, so model=mlp asks for callbacks=default;
+    with it, the core keeps the last epoch's weights and says so, and the model has no interval to give."""
+    no_val = ["data=synthetic", "model=mlp", "trainer=cpu", "trainer.max_epochs=5", "data.validation_size=0"]
+    refused = cli("housing", "train", *no_val)
+    assert refused.code == 2 and "early stopping needs a monitored validation metric" in refused.err
+    assert "callbacks=default" in refused.err and "Traceback" not in refused.err
+    assert not list((isolated / "runs" / "housing").glob("*")), "a refused train leaves no run behind"
+
+    result = cli("housing", "train", *no_val, "callbacks=default")
+    assert result.code == 0, result.err
+    assert "no monitored metric: keeping the weights of the last epoch" in result.out + result.err
+    [run] = _runs(isolated)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["monitor"]["metric"] is None and metrics["epochs"] == 5 and "val examples" not in metrics["data"]
+    assert set(metrics["metrics"]) == {f"test/{name}" for name in ("rmse", "rmse_ci_low", "rmse_ci_high", "mae", "r2")}
+    assert "interval_half_width" not in metrics["model_details"]
+    assert metrics["goals"]["test/rmse"] == "min" and metrics["headline"] == "test/rmse"
+
+    test = _test_rows(tmp_path / "districts.csv")
+    output = tmp_path / "preds.csv"
+    assert cli("housing", "predict", f"input={tmp_path / 'districts.csv'}", f"output={output}").code == 0
+    predictions = pd.read_csv(output)
+    assert list(predictions.columns) == ["input", TARGET, "error"], "no interval, no interval columns"
+    rmse = root_mean_squared_error(test[TARGET], predictions[TARGET])
+    assert rmse == pytest.approx(metrics["metrics"]["test/rmse"], abs=1.0)
 
 
 def test_mlp_on_a_gpu_trainer_without_a_gpu_is_a_clear_error(cli) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from projects.housing.data import GeronHousing
+from projects.housing.data import FEATURES, GeronHousing
+from projects.housing.project import HousingProject
 
 pytestmark = pytest.mark.integration
 
@@ -38,3 +42,22 @@ def test_small_forest_beats_the_books_linear_model_on_real_data(cli, housing_mir
     assert metrics["data"]["train examples"] == 16_512 and metrics["data"]["test examples"] == 4_128
     assert metrics["metrics"]["test/rmse"] < 45_000, metrics["metrics"]  # the book's linear model: ~$70,000
     assert metrics["metrics"]["test/r2"] > 0.83
+    assert "test/interval_coverage" not in metrics["metrics"], "cv.folds=0: no interval, so no interval metrics"
+
+
+def test_every_real_district_parses_as_a_record_to_its_training_values(housing_mirror: Path, isolated: Path) -> None:
+    """`predict`'s records and the training file go through the same rules: each row of housing.csv, read as
+    the strings a CSV gives, parses to exactly the values training validated."""
+    data = GeronHousing(mirror_dir=str(housing_mirror), cache_dir=str(isolated / "cache"))
+    data.prepare()
+    trained = pd.concat([data.inputs("train"), data.inputs("test")]).sort_index()
+    raw = pd.read_csv(housing_mirror / "california-housing" / "housing.csv", dtype=str, keep_default_na=False)
+    project, run = HousingProject(), SimpleNamespace(data=data)
+    parsed = pd.DataFrame([project.parse_record(record, run, {}) for record in raw.to_dict("records")])
+    assert len(parsed) == len(trained) == 20_640
+    for column in FEATURES:
+        expected, got = trained[column.name].to_numpy(), parsed[column.name].to_numpy()
+        if column.categories:
+            assert (expected == got).all(), column.name
+        else:
+            assert np.array_equal(expected, got.astype(float), equal_nan=True), column.name

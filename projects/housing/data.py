@@ -10,10 +10,9 @@ for early stopping; the test part is the same either way.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
-from shared.data import OFFLINE_ENV, DataFile, ProjectData, fetch_files, tensor_loader
+from shared.data import DataFile, ProjectData, fetch_files, offline, tensor_loader
 from shared.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -41,9 +40,20 @@ HOUSING_CSV = DataFile(
 )
 
 
+class Checked(NamedTuple):
+    """One value as a model takes it (a float, a category, NaN for an empty cell), and what is wrong with it."""
+
+    value: float | str
+    problem: str = ""
+
+
 @dataclass(frozen=True)
 class Column:
-    """What one column may hold: a numeric range, or a fixed set of categories; and whether it may be empty."""
+    """What one column may hold: a numeric range, or a fixed set of categories; and whether it may be empty.
+
+    `check` holds the rules for one value; the training file's validation (`problems`, whole columns) and
+    `predict`'s records (one district at a time) both go through it, so the two can never disagree.
+    """
 
     name: str
     low: float | None = None
@@ -51,28 +61,54 @@ class Column:
     categories: tuple[str, ...] = ()
     nullable: bool = False
 
-    def problems(self, values: pd.Series) -> pd.Series:
-        """Per row, what is wrong with its value ('' when nothing). Empty cells are left to `nullable`."""
-        problems = pd.Series("", index=values.index, dtype=object)
-        present = values.notna() & (values.astype(str).str.strip() != "")
-        if not self.nullable:
-            problems[~present] = f"{self.name} is empty"
+    def check(self, value: Any) -> Checked:
+        """`value` (a CSV cell, a JSON number or string, a pandas value) cleaned, or the reason it cannot be."""
+        if _is_empty(value):
+            return Checked(np.nan, "" if self.nullable else f"{self.name} is empty")
         if self.categories:
-            unknown = present & ~values.astype(str).isin(self.categories)
-            problems[unknown] = [
-                f"{self.name} {value!r} is not one of {', '.join(self.categories)}" for value in values[unknown]
-            ]
-            return problems
-        numbers = pd.to_numeric(values, errors="coerce")
-        not_number = present & numbers.isna()
-        problems[not_number] = [f"{self.name} {value!r} is not a number" for value in values[not_number]]
-        outside = numbers.notna() & ~numbers.between(
-            -np.inf if self.low is None else self.low, np.inf if self.high is None else self.high
-        )
-        problems[outside] = [
-            f"{self.name} {value:g} is outside [{self.low:g}, {self.high:g}]" for value in numbers[outside]
-        ]
-        return problems
+            if isinstance(value, str) and value in self.categories:
+                return Checked(value)
+            return Checked(np.nan, f"{self.name} {value!r} is not one of {', '.join(self.categories)}")
+        number = _number(value)
+        if number is None:
+            return Checked(np.nan, f"{self.name} {value!r} is not a number")
+        low = -np.inf if self.low is None else self.low
+        high = np.inf if self.high is None else self.high
+        if not low <= number <= high:
+            return Checked(np.nan, f"{self.name} {number:g} is outside [{low:g}, {high:g}]")
+        return Checked(number)
+
+    def problems(self, values: pd.Series) -> pd.Series:
+        """Per row, what is wrong with its value ('' when nothing)."""
+        return values.map(lambda value: self.check(value).problem).astype(object)
+
+    def cleaned(self, values: pd.Series) -> pd.Series:
+        """The values as a model takes them: floats for a numeric column (NaN where empty), else the categories."""
+        cleaned = values.map(lambda value: self.check(value).value)
+        return cleaned.astype(object if self.categories else float)
+
+
+def _is_empty(value: Any) -> bool:
+    """An empty CSV cell, a blank string, a JSON null, or a missing value pandas read as NaN."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value))
+
+
+def _number(value: Any) -> float | None:
+    """`value` as a float (a number, or text that spells one), or None; a boolean or 'nan' is no number."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | float | np.integer | np.floating):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return None if np.isnan(number) else number
 
 
 # Ranges wide enough for any real California district, narrow enough to catch a wrong file or swapped columns.
@@ -114,7 +150,7 @@ def validate(frame: pd.DataFrame, columns: tuple[Column, ...], source: str) -> p
                 "check the file: it does not look like the California housing data.",
             )
         if not column.categories:
-            frame[column.name] = pd.to_numeric(frame[column.name]).astype(float)
+            frame[column.name] = column.cleaned(frame[column.name])
     return frame
 
 
@@ -225,9 +261,8 @@ class SklearnCalifornia(HousingData):
         from sklearn.datasets import fetch_california_housing
 
         home = Path(self.cache_dir).expanduser() / "sklearn-california"
-        offline = os.environ.get(OFFLINE_ENV, "") not in ("", "0")
         try:
-            bunch = fetch_california_housing(data_home=str(home), as_frame=True, download_if_missing=not offline)
+            bunch = fetch_california_housing(data_home=str(home), as_frame=True, download_if_missing=not offline())
         except OSError as error:
             raise DataError(
                 f"scikit-learn's California housing is not in {home} and cannot be downloaded ({error}).",

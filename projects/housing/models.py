@@ -4,11 +4,16 @@ Every model is wrapped in `CrossValidated`, which k-fold cross-validates it on t
 book's protocol, in place of a validation split) and turns the out-of-fold residuals into split-
 conformal prediction intervals. The neural model, `MLPRegressor`, is a LightningModule trained by the
 core's Trainer on the same preprocessing (early-stopped on a validation split instead of k-fold CV).
+
+Every model predicts three columns, [value, interval_low, interval_high], the bounds NaN when it has no
+interval (`CrossValidated` with `cv` < 2, the MLP trained without a validation split); the project reads
+them as an `Estimates` record. Every model also gives its point prediction alone (`PointPredictor`).
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,8 +30,18 @@ from torch import nn
 from torchmetrics.regression import MeanSquaredError
 
 from projects.housing.features import make_preprocessor
+from shared.capabilities import CarriesPreprocessor, Describes, FitsOnTrain
 
 log = logging.getLogger(__name__)
+
+
+class PointPredictor(ABC):
+    """A housing model's point predictions alone, for raw district rows: what permutation importance shuffles
+    inputs against (the full `predict` also returns the interval's bounds)."""
+
+    @abstractmethod
+    def point(self, X: Any) -> np.ndarray:
+        """Predicted values in dollars, one per row of `X`."""
 
 
 def pipeline(regressor: Any, features: Mapping[str, Any] | None = None) -> Pipeline:
@@ -59,12 +74,12 @@ def search(
     )
 
 
-class CrossValidated(RegressorMixin, BaseEstimator):
+class CrossValidated(RegressorMixin, BaseEstimator, PointPredictor, Describes):
     """k-fold cross-validation of `estimator` on the training data, then a fit on all of it.
 
     The out-of-fold residuals give the cross-validated RMSE and a split-conformal interval: the
     `coverage` quantile of the absolute residuals, added around each prediction. `predict` returns
-    the value and, when `cv` ≥ 2, the interval's bounds as columns 1 and 2, all clipped to [0, `cap`].
+    the value and the interval's bounds (NaN when `cv` < 2), all clipped to [0, `cap`].
     """
 
     def __init__(
@@ -93,9 +108,11 @@ class CrossValidated(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
+        """(N, 3): the value, then the interval's low and high bounds (NaN without cross-validation)."""
         value = self.point(X)
         if self.half_width_ is None:
-            return value
+            missing = np.full_like(value, np.nan)
+            return np.column_stack([value, missing, missing])
         return np.column_stack([value, self._clip(value - self.half_width_), self._clip(value + self.half_width_)])
 
     def point(self, X: Any) -> np.ndarray:
@@ -140,13 +157,14 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-class MLPRegressor(LightningModule):
+class MLPRegressor(LightningModule, FitsOnTrain, CarriesPreprocessor, Describes, PointPredictor):
     """A multilayer perceptron in torch on the shared preprocessing, trained by the core's Lightning `Trainer`.
 
     The `ColumnTransformer` is fitted on the train split (`fit_on_train`, called when the project
     builds the model) and carried as `preprocessor`, which the core applies to every input and saves
     beside the checkpoint. Targets are standardised for training. The interval is split-conformal: the
-    `coverage` quantile of the absolute validation residuals at the kept epoch, added around each value.
+    `coverage` quantile of the absolute validation residuals at the kept epoch, added around each value;
+    trained without a validation split, the model has no interval (NaN bounds).
     """
 
     def __init__(
@@ -214,9 +232,8 @@ class MLPRegressor(LightningModule):
         self.half_width.fill_(float(torch.quantile(residuals.float(), level, interpolation="higher")))
 
     def predict_step(self, batch: Sequence[torch.Tensor], batch_index: int) -> torch.Tensor:
+        """(N, 3): the value, then the interval's bounds (NaN, and NaN stays NaN when clipped, without one)."""
         value = self._clip(self(batch[0]))
-        if torch.isnan(self.half_width):
-            return value
         return torch.stack([value, self._clip(value - self.half_width), self._clip(value + self.half_width)], 1)
 
     def _clip(self, values: torch.Tensor) -> torch.Tensor:
@@ -229,13 +246,14 @@ class MLPRegressor(LightningModule):
             return self._clip(self.eval()(features.to(self.device))).double().cpu().numpy()
 
     def details(self) -> dict[str, Any]:
-        """The feature count and the interval's half width, for `metrics.json` and the card."""
-        return {
-            "estimator": type(self).__name__,
-            "features": self.hparams.in_features,
-            "interval_coverage_target": self.hparams.coverage,
-            "interval_half_width": round(float(self.half_width), 1),
-        }
+        """The feature count and, when there is one (a validation split), the interval's half width."""
+        details: dict[str, Any] = {"estimator": type(self).__name__, "features": self.hparams.in_features}
+        if not torch.isnan(self.half_width):
+            details |= {
+                "interval_coverage_target": self.hparams.coverage,
+                "interval_half_width": round(float(self.half_width), 1),
+            }
+        return details
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

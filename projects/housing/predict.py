@@ -1,30 +1,59 @@
-"""Reading districts to predict: a CSV with the training columns (the target, if present, is ignored).
+"""Reading districts to predict: one district is a record (column name -> value), from a CSV row or a JSON body.
 
-A missing column stops everything with an error naming it; a bad value (an unknown category, text in
-a number column, a latitude outside California) fails only its row; empty cells are imputed as in
-training; extra columns are ignored with a warning.
+A record's values go through the same per-value rules as the training file (`Column.check`), except that
+any cell may be empty: it is imputed as in training. Every problem of a record (an unknown category, text
+in a number column, a latitude outside California, a missing field) is named in its one `RecordError`, and
+fails only that record. A CSV missing a column stops everything with an error naming it; extra columns
+(an id, the target) are ignored with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from projects.housing.data import TARGET, Column, read_csv
-from shared.errors import DataError, UsageError
+from projects.housing.evaluate import Estimates
+from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
 
 log = logging.getLogger(__name__)
 
 
-def read_districts(source: str, features: tuple[Column, ...]) -> list[PredictItem]:
-    """One item per row of the CSV `source`: its cleaned values, or what is wrong with them."""
-    path = Path(source).expanduser()
+def parse_district(payload: Any, features: tuple[Column, ...]) -> dict[str, Any]:
+    """One district as the models take it: floats, categories, NaN for empty cells, in the features' order.
+
+    `payload` maps column names to values: strings from a CSV, numbers, strings or null from JSON.
+    Names other than the features are ignored. Raises a `RecordError` naming every problem at once.
+    """
+    if not isinstance(payload, Mapping):
+        raise RecordError(
+            f"a district is a mapping of column name to value, not {type(payload).__name__}; "
+            f"its columns: {', '.join(column.name for column in features)}"
+        )
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for column in features:
+        if column.name not in payload:
+            problems.append(f"{column.name} is missing")
+            continue
+        # Any cell may be empty in predict: the model imputes it as it did the training gaps.
+        checked = dataclasses.replace(column, nullable=True).check(payload[column.name])
+        values[column.name] = checked.value
+        if checked.problem:
+            problems.append(checked.problem)
+    if problems:
+        raise RecordError("; ".join(problems))
+    return values
+
+
+def read_districts(
+    path: Path, features: tuple[Column, ...], item: Callable[[str, dict[str, Any]], PredictItem]
+) -> list[PredictItem]:
+    """One item per row of the CSV at `path`, named by its row number (from 0), made by `item(name, record)`."""
     if not path.is_file():
         raise UsageError(f"input {path} is not a file.", "pass input=<a CSV of districts with the training columns>.")
     frame = read_csv(path, dtype=str, keep_default_na=False)
@@ -38,34 +67,14 @@ def read_districts(source: str, features: tuple[Column, ...]) -> list[PredictIte
     extra = [name for name in frame.columns if name not in names and name != TARGET]
     if extra:
         log.warning("ignoring column(s) the model does not use: %s", ", ".join(map(str, extra)))
-    problems = pd.concat(
-        [dataclasses.replace(column, nullable=True).problems(frame[column.name]) for column in features], axis=1
-    )
-    items = []
-    for (index, row), row_problems in zip(frame[names].iterrows(), problems.itertuples(index=False), strict=True):
-        error = "; ".join(problem for problem in row_problems if problem)
-        items.append(PredictItem(str(index), error=error) if error else PredictItem(str(index), _clean(row, features)))
-    return items
+    return [item(str(index), record) for index, record in enumerate(frame[names].to_dict("records"))]
 
 
-def _clean(row: pd.Series, features: tuple[Column, ...]) -> dict[str, Any]:
-    """Empty cells as missing values (imputed by the model); numbers as floats."""
-    values: dict[str, Any] = {}
-    for column in features:
-        text = str(row[column.name]).strip()
-        values[column.name] = np.nan if not text else (text if column.categories else float(text))
-    return values
-
-
-def stack_districts(values: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(values)
-
-
-def prediction_columns(outputs: np.ndarray) -> list[dict[str, Any]]:
-    """The predicted median house value, and the conformal interval's bounds when the model has one."""
-    if outputs.ndim == 1:
-        return [{TARGET: round(float(value), 0)} for value in outputs]
+def prediction_columns(outputs: Estimates) -> list[dict[str, Any]]:
+    """The predicted median house value, and the interval's bounds when the model has an interval."""
+    if not outputs.has_interval:
+        return [{TARGET: round(float(value), 0)} for value in outputs.values]
     return [
         {TARGET: round(float(value), 0), "interval_low": round(float(low), 0), "interval_high": round(float(high), 0)}
-        for value, low, high in outputs
+        for value, low, high in zip(outputs.values, outputs.low, outputs.high, strict=True)
     ]

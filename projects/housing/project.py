@@ -1,4 +1,4 @@
-"""California housing as the core sees it: description, metrics, plots, predict inputs."""
+"""California housing as the core sees it: description, declared metrics, typed outputs, plots, predict records."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig
 
-from projects.housing import evaluate, predict
-from projects.housing.data import HousingData
-from shared.config import load_run_config
-from shared.errors import UsageError
+from projects.housing import evaluate, plots, predict
+from projects.housing.data import Column, HousingData
+from projects.housing.evaluate import METRICS, Estimates
+from shared.data import ProjectData
+from shared.predict import parse_item
 from shared.project import Evaluation, PredictItem, Project
-from shared.runs import resolve_run
+from shared.runs import Run
 
 
 class HousingProject(Project):
@@ -34,27 +36,36 @@ class HousingProject(Project):
         "wide for cheap inland districts and too narrow for dear coastal ones."
     )
 
-    def score(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-        return evaluate.score(targets, outputs)
+    metrics = METRICS
+    predict_usage = "input=districts.csv output=predictions.csv"
 
-    def report(self, evaluation: Evaluation, plots_dir: Path, data: Any, model: Any) -> list[Path]:
-        return evaluate.report(evaluation, plots_dir, data, model)
+    def outputs(self, raw: np.ndarray) -> Estimates:
+        return Estimates.from_columns(raw)
 
-    def model_details(self, model: Any) -> dict[str, Any]:
-        return model.details() if hasattr(model, "details") else {}
+    def score(self, data: ProjectData, split: str, outputs: Estimates) -> dict[str, float]:
+        return evaluate.score(data.targets(split), outputs)
 
-    def read_inputs(self, cfg: DictConfig) -> list[PredictItem]:
-        if not cfg.get("input"):
-            raise UsageError(
-                "predict needs an input.", "python -m projects.housing predict input=districts.csv output=preds.csv"
-            )
-        run_dir = resolve_run(cfg.get("run"), cfg.paths.runs_dir, self.name)
-        data = self.build_data(load_run_config(run_dir), cfg.paths)
+    def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
         assert isinstance(data, HousingData)
-        return predict.read_districts(str(cfg.input), data.features)
+        return plots.report(evaluation, plots_dir, data, model)
 
-    def stack_inputs(self, values: list[Any]) -> Any:
-        return predict.stack_districts(values)
+    def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
+        return predict.read_districts(
+            path, _features(run), lambda name, record: parse_item(self, name, record, run, cfg)
+        )
 
-    def prediction_columns(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+    def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> dict[str, Any]:
+        return predict.parse_district(payload, _features(run))
+
+    def stack_inputs(self, values: list[Any]) -> pd.DataFrame:
+        return pd.DataFrame(values)
+
+    def prediction_columns(self, outputs: Estimates) -> list[dict[str, Any]]:
         return predict.prediction_columns(outputs)
+
+
+def _features(run: Run) -> tuple[Column, ...]:
+    """The columns the run's model was trained on (scikit-learn's copy has no `ocean_proximity`)."""
+    data = run.data  # built from the run's config, not prepared: no dataset is read to predict
+    assert isinstance(data, HousingData)
+    return data.features
