@@ -76,13 +76,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify(path: Path, file: DataFile, where: str) -> None:
+def _verify(path: Path, file: DataFile, where: str, shown: str | Path | None = None) -> None:
+    """Check `path` against `file`'s sums; the error names `shown` (what the user knows it as) or `path`."""
     if not file.sha256:
         return  # a member vouched for by its archive's checksum
     actual = sha256_of(path)
     if actual not in file.sha256:
         raise DataError(
-            f"{path} ({where}) is corrupt or not the expected file: sha256 {actual}, "
+            f"{shown or path} ({where}) is corrupt or not the expected file: sha256 {actual}, "
             f"expected {' or '.join(file.sha256)}.",
             f"replace it with the original {file.name}"
             + (f" from {file.urls[0]}" if file.urls else "")
@@ -126,7 +127,7 @@ def _extract(archive_path: Path, file: DataFile, target: Path) -> None:
                     if source is None:
                         raise KeyError(member)
                     temporary.write_bytes(source.read())
-            _verify(temporary, file, f"extracted from {archive_path.name}")
+            _verify(temporary, file, f"extracted from {archive_path}", shown=f"member {member}")
     except (KeyError, zipfile.BadZipFile, tarfile.TarError, OSError) as error:
         raise DataError(
             f"{archive_path} has no readable member {member} ({type(error).__name__}: {error}).",
@@ -136,11 +137,12 @@ def _extract(archive_path: Path, file: DataFile, target: Path) -> None:
 
 def _locate(file: DataFile, mirror: Path | None, cache: Path) -> Path:
     """Where `file` is, verified: mirror, cache, its archive, or a download. Raises `_Missing` if nowhere."""
-    if mirror is not None and (mirror / file.name).is_file():
+    unchecked_member = not file.sha256 and file.archive is not None  # only its archive vouches for it
+    if mirror is not None and (mirror / file.name).is_file() and not unchecked_member:
         _verify(mirror / file.name, file, "mirror")
         return mirror / file.name
-    # A member without sums of its own is read out of its checked archive again, never trusted from the cache.
-    if (cache / file.name).is_file() and (file.sha256 or file.archive is None):
+    # A member without sums of its own is read out of its checked archive again, never taken loose.
+    if (cache / file.name).is_file() and not unchecked_member:
         _verify(cache / file.name, file, "cache")
         return cache / file.name
     if file.archive is not None:

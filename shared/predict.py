@@ -43,8 +43,11 @@ def read_items(project: Project, run: Run, cfg: DictConfig) -> list[PredictItem]
     usage = f"python -m projects.{project.name} predict {project.predict_usage}"
     if record is not None and source:
         raise UsageError("predict got a record on the command line and an input= file.", f"give one of them: {usage}")
-    if record is not None:
-        return [parse_item(project, "command line", record, run, cfg)]
+    if record is not None:  # one record, typed by the user: a bad one is a command-line mistake, not a bad row
+        item = parse_item(project, "command line", record, run, cfg)
+        if item.error is not None:
+            raise UsageError(f"{item.error}.", usage)
+        return [item]
     if not source:
         raise UsageError("predict needs an input.", usage)
     path = Path(str(source)).expanduser()

@@ -135,7 +135,7 @@ def test_a_member_is_read_out_of_its_checked_archive(tmp_path: Path, kind: str) 
 def test_a_member_with_its_own_checksum_is_checked_after_extraction(tmp_path: Path) -> None:
     _archive(tmp_path / "cache" / "toy" / "bundle.zip", "zip", {"data.bin": b"not what was published"})
     member = DataFile("data.bin", sha256=GOOD.sha256, archive=DataFile("bundle.zip"))
-    with pytest.raises(DataError, match=r"extracted from bundle\.zip\) is corrupt"):
+    with pytest.raises(DataError, match=r"member data\.bin \(extracted from .*bundle\.zip\) is corrupt"):
         fetch_files("toy", [member], None, tmp_path / "cache")
     assert not (tmp_path / "cache" / "toy" / "data.bin").exists()
 
@@ -160,3 +160,12 @@ def test_a_member_nowhere_names_its_archive_in_the_fix(tmp_path: Path) -> None:
 def test_a_member_needs_something_to_vouch_for_it() -> None:
     with pytest.raises(ValueError, match="needs an archive with one"):
         DataFile("data.bin", archive=DataFile("bundle.zip"))
+
+
+def test_a_loose_copy_of_an_unchecked_member_is_not_trusted(tmp_path: Path) -> None:
+    """Only the archive vouches for such a member: a loose file of its name (mirror or cache) is passed over."""
+    archive_path = _archive(tmp_path / "mirror" / "toy" / "bundle.zip", "zip", {"data.bin": CONTENT})
+    archive = DataFile("bundle.zip", sha256=_sha(archive_path.read_bytes()))
+    _write(tmp_path / "mirror" / "toy", b"tampered")
+    found = fetch_files("toy", [DataFile("data.bin", archive=archive)], tmp_path / "mirror", tmp_path / "cache")
+    assert found["data.bin"].read_bytes() == CONTENT
