@@ -1,9 +1,12 @@
-"""The recommender on tiny synthetic taste groups (seconds): metrics, splits, validation, models, predict."""
+"""The recommender on tiny synthetic taste groups (seconds): metrics, splits, sources and their archives,
+validation, models, and scoring by protocol. Predict is `test_recommender_predict.py`."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +14,12 @@ import pytest
 import torch
 from torchmetrics.functional.retrieval import retrieval_normalized_dcg
 
-from projects.recommender.data import RANKING, RATING, RatingsCsv, SyntheticInteractions
-from projects.recommender.metrics import long_tail, per_user_ranking, ranking_metrics, rating_metrics, top_k
+from projects.recommender.data import RANKING, RATING
+from projects.recommender.metrics import GOALS, long_tail, per_user_ranking, ranking_metrics, rating_metrics, top_k
 from projects.recommender.models import BiasBaseline, ItemItem, Popularity
+from projects.recommender.project import RecommenderProject
+from projects.recommender.sources import MovieLens1M, MovieLens100k, RatingsCsv, SyntheticInteractions, ml1m_members
+from shared.data import DataFile
 from shared.errors import DataError
 
 SMOKE = ["data=synthetic", "trainer=cpu", "logger=csv"]
@@ -22,6 +28,11 @@ SMOKE = ["data=synthetic", "trainer=cpu", "logger=csv"]
 def _metrics(runs: Path) -> dict[str, float]:
     [found] = list((runs / "recommender").rglob("metrics.json"))
     return json.loads(found.read_text())["metrics"]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
 
 
 def _train(cli, isolated: Path, *overrides: str) -> dict[str, float]:
@@ -58,11 +69,20 @@ def test_top_k_never_recommends_an_excluded_item() -> None:
 
 
 def test_ranking_metrics_skip_known_items_and_report_coverage() -> None:
-    targets = np.array([[-1, 1, 0, 0], [0, -1, 1, 0]], dtype=np.int8)
+    relevant = np.array([[False, True, False, False], [False, False, True, False]])
+    excluded = np.array([[True, False, False, False], [False, True, False, False]])
     scores = np.array([[9.0, 1.0, 2.0, 0.0], [1.0, 9.0, 2.0, 0.0]])
-    metrics = ranking_metrics(targets, scores, k=1)
+    metrics = ranking_metrics(relevant, excluded, scores, k=1)
     assert metrics["precision@1"] == pytest.approx(0.5)  # user 0 gets item 2 (miss), user 1 gets item 2 (hit)
     assert metrics["coverage"] == pytest.approx(1 / 4)
+    assert metrics["mean_popularity"] == pytest.approx(0.0)  # item 2 is known to neither user
+
+
+def test_ranking_metrics_leave_out_users_without_a_relevant_item() -> None:
+    relevant = np.array([[True, False, False], [False, False, False]])
+    excluded = np.zeros((2, 3), bool)
+    scores = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert ranking_metrics(relevant, excluded, scores, k=1)["precision@1"] == pytest.approx(1.0)
 
 
 def test_rating_metrics_match_hand_computed_values() -> None:
@@ -86,8 +106,11 @@ def test_splits_are_disjoint_and_lose_no_user(protocol: str) -> None:
         assert set(data._pairs["train"][:, 0]) == set(range(data.n_users))  # every user keeps a history
         test_share = np.bincount(data._pairs["test"][:, 0]) / 24
         assert np.allclose(test_share, 0.25, atol=1 / 24)  # 75/25 per user, not just overall
-        targets = data.targets("test")
-        assert not ((targets > 0) & (data.history(data.inputs("test")) > 0)).any()
+        relevant, excluded = data.targets("test"), data.excluded("test")
+        assert relevant.dtype == bool and relevant.shape == excluded.shape == (len(data.inputs("test")), 100)
+        assert not (relevant & excluded).any()  # what is held out was never known
+        assert (excluded >= (data.history(data.inputs("test")) > 0)).all()  # test excludes train ...
+        assert excluded.sum() == len(data._pairs["train"]) + len(data._pairs["val"])  # ... and val
 
 
 def test_ranking_split_is_reproducible_and_seeded() -> None:
@@ -168,9 +191,9 @@ def _fit(model, protocol: str):
 def test_item_item_ranks_far_above_popularity() -> None:
     data, ease = _fit(ItemItem(l2=10.0), RANKING)
     _, popular = _fit(Popularity(), RANKING)
-    users, targets = data.inputs("test"), data.targets("test")
-    ours = ranking_metrics(targets, ease.predict(users))["ndcg@10"]
-    baseline = ranking_metrics(targets, popular.predict(users))["ndcg@10"]
+    users, relevant, excluded = data.inputs("test"), data.targets("test"), data.excluded("test")
+    ours = ranking_metrics(relevant, excluded, ease.predict(users))["ndcg@10"]
+    baseline = ranking_metrics(relevant, excluded, popular.predict(users))["ndcg@10"]
     assert ours > baseline + 0.1, (ours, baseline)
 
 
@@ -201,9 +224,12 @@ def test_autorec_learns_the_taste_groups_and_keeps_them_in_its_checkpoint(cli, i
     full_batch = ["data.batch_size=100000", "trainer.max_epochs=100"]
     metrics = _train(cli, isolated, "model=autorec", "model.hidden=64", "model.reg=5", "model.lr=0.02", *full_batch)
     assert metrics["test/rmse"] < 0.8, metrics  # biases alone: ~1.4 on this bimodal data
-    similar = cli("recommender", "predict", "item=1", "similar=5")  # from the saved run: codes of stored ratings
-    assert similar.code == 0, similar.err
-    assert sum("(group 0)" in line for line in similar.out.splitlines()[1:]) >= 4
+    similar = cli("recommender", "predict", "item=1", "similar=5", f"output={tmp_path / 'similar.csv'}")
+    assert similar.code == 0, similar.err  # from the saved run: the codes of its stored ratings
+    assert sum("(group 0)" in row["title"] for row in _rows(tmp_path / "similar.csv")) >= 4
+    top = cli("recommender", "predict", "user=1", "k=5", f"output={tmp_path / 'top.csv'}")
+    assert top.code == 0, top.err  # user 1 is in group 0 and rates its items high
+    assert sum("(group 0)" in row["title"] for row in _rows(tmp_path / "top.csv")) >= 4
     # user 1 (group 0) and user 2 (group 1) on an item of group 0 (item 1) and of group 1 (item 2)
     pairs = _csv(tmp_path / "pairs.csv", [[1, 1], [1, 2], [2, 1], [2, 2]], ["user_id", "item_id"])
     result = cli("recommender", "predict", f"input={pairs}", f"output={tmp_path / 'out.csv'}")
@@ -216,7 +242,9 @@ def test_autorec_learns_the_taste_groups_and_keeps_them_in_its_checkpoint(cli, i
 def test_neural_rankers_beat_popularity(cli, isolated: Path, model: str) -> None:
     metrics = _train(cli, isolated, f"model={model}", "protocol=ranking", "trainer.max_epochs=30", "model.lr=0.01")
     data, popular = _fit(Popularity(), RANKING)
-    baseline = ranking_metrics(data.targets("test"), popular.predict(data.inputs("test")))["ndcg@10"]
+    baseline = ranking_metrics(data.targets("test"), data.excluded("test"), popular.predict(data.inputs("test")))[
+        "ndcg@10"
+    ]
     assert metrics["test/ndcg@10"] > baseline + 0.1, (metrics, baseline)
 
 
@@ -225,93 +253,108 @@ def test_a_ranking_model_is_refused_under_the_rating_protocol(cli) -> None:
     assert result.code == 2 and "protocol=ranking" in result.err
 
 
-# --- predict --------------------------------------------------------------------------------------------------
-@pytest.fixture
-def ranked(cli, isolated: Path) -> Path:
-    result = cli("recommender", "train", *SMOKE, "model=item_item", "protocol=ranking", "model.l2=100")
-    assert result.code == 0, result.err
-    [metrics] = list((isolated / "runs" / "recommender").rglob("metrics.json"))
-    return metrics.parent
+# --- scoring: the protocol and the exclusions come from the data, not from array shapes ---------------------
+def test_metrics_are_declared_and_led_by_the_protocol() -> None:
+    project = RecommenderProject()
+    assert project.metrics_for(SyntheticInteractions(protocol=RATING)).headline == "rmse"
+    assert project.metrics_for(SyntheticInteractions(protocol=RANKING)).headline == "ndcg@10"
+    assert project.metrics.goal("test/rmse") == "min" and project.metrics.goal("val/ndcg@10") == "max"
 
 
-def test_predict_user_lists_unseen_titles(cli, ranked: Path) -> None:
-    result = cli("recommender", "predict", "user=3", "k=5")
-    assert result.code == 0, result.err
-    lines = [line for line in result.out.splitlines() if line.strip()[:2].rstrip(".").isdigit()]
-    assert len(lines) == 5
-    data = SyntheticInteractions(protocol=RANKING)
-    data.prepare()
-    seen = {data.title(item) for item in np.flatnonzero(data.history(np.array([data.user_index["3"]]))[0])}
-    assert seen and not any(title in line for line in lines for title in seen)
-    assert sum("(group 2)" in line for line in lines) >= 4  # user 3 (index 2) belongs to taste group 2
+def test_score_reads_the_protocol_and_the_excluded_items_from_the_data() -> None:
+    project, rng = RecommenderProject(), np.random.default_rng(0)
+    ranking = SyntheticInteractions(protocol=RANKING)
+    ranking.prepare()
+    scores = rng.random((len(ranking.inputs("test")), ranking.n_items))
+    scored = project.score(ranking, "test", scores)
+    assert set(scored) == {name for name in GOALS if name not in ("rmse", "mae")}
+    # the items the data says are known never count, however high the model scores them
+    pushed = np.where(ranking.excluded("test"), 1e9, scores)
+    assert project.score(ranking, "test", pushed) == scored
+    assert scored == ranking_metrics(ranking.targets("test"), ranking.excluded("test"), scores)
+    rating = SyntheticInteractions(protocol=RATING)
+    rating.prepare()
+    truth = rating.targets("test")
+    assert project.score(rating, "test", truth) == {"rmse": 0.0, "mae": 0.0}
+    assert project.score(rating, "test", truth + 1)["rmse"] == pytest.approx(1.0)
 
 
-def test_unknown_user_gets_popular_items_with_a_warning(cli, ranked: Path, caplog) -> None:
-    result = cli("recommender", "predict", "user=999999", "k=3")
-    assert result.code == 0, result.err
-    assert "unknown" in (result.out + result.err + caplog.text)
+def test_a_trained_run_records_its_headline_goals_and_monitor(cli, isolated: Path) -> None:
+    assert cli("recommender", "train", *SMOKE, "model=bpr", "protocol=ranking", "trainer.max_epochs=1").code == 0
+    [found] = list((isolated / "runs" / "recommender").rglob("metrics.json"))
+    metrics = json.loads(found.read_text())
+    assert metrics["headline"] == "test/ndcg@10"
+    assert metrics["monitor"] == {"metric": "val/ndcg@10", "mode": "max"}
+    assert metrics["goals"]["test/mean_popularity"] == "neither" and metrics["goals"]["val/coverage"] == "max"
+    assert metrics["model_details"]["protocols"] == "ranking"
 
 
-def test_unknown_item_is_an_error_naming_it(cli, ranked: Path) -> None:
-    result = cli("recommender", "predict", "item=424242", "similar=3")
-    assert result.code == 2 and "424242" in result.err
-
-
-def test_similar_items_come_from_the_same_group(cli, ranked: Path) -> None:
-    result = cli("recommender", "predict", "item=1", "similar=5")
-    assert result.code == 0, result.err
-    assert sum("(group 0)" in line for line in result.out.splitlines()[1:]) >= 4
-
-
-def test_pairs_round_trip_with_a_bad_row(cli, ranked: Path, tmp_path: Path) -> None:
-    pairs = _csv(tmp_path / "pairs.csv", [[1, 1], [2, 5], [999, 3], [1, 77777]], ["user_id", "item_id"])
-    result = cli("recommender", "predict", f"input={pairs}", f"output={tmp_path / 'out.csv'}")
-    assert result.code == 3, result.err
-    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
-    assert [row["error"] != "" for row in rows] == [False, False, False, True]
-    assert rows[2]["cold_start"] == "True" and "77777" in rows[3]["error"]
-
-
-def test_predict_needs_one_mode(cli, ranked: Path) -> None:
-    result = cli("recommender", "predict")
-    assert result.code == 2 and "user=ID" in result.err
-
-
-def _fake_ml1m(folder: Path) -> Path:
+# --- sources read through DataFile members of their archives ------------------------------------------------
+def _fake_ml1m(folder: Path, members: tuple[str, ...] = ("ratings.dat", "movies.dat")) -> Path:
     """A tiny zip laid out like GroupLens' ml-1m.zip (`::`-separated, Latin-1)."""
-    import zipfile
-
     folder.mkdir(parents=True)
-    ratings = "".join(
-        f"{user}::{item}::{1 + (user + item) % 5}::97830{user}\n" for user in range(1, 9) for item in (1, 2, 3)
-    )
+    contents = {
+        "ratings.dat": "".join(
+            f"{user}::{item}::{1 + (user + item) % 5}::97830{user}\n" for user in range(1, 9) for item in (1, 2, 3)
+        ).encode("latin-1"),
+        "movies.dat": "1::Toy Story (1995)::Animation\n2::Amélie (2001)::Comedy\n3::Heat::Action\n".encode("latin-1"),
+    }
     with zipfile.ZipFile(folder / "ml-1m.zip", "w") as archive:
-        archive.writestr("ml-1m/ratings.dat", ratings)
-        archive.writestr(
-            "ml-1m/movies.dat",
-            "1::Toy Story (1995)::Animation\n2::Amélie (2001)::Comedy\n3::Heat::Action\n".encode("latin-1"),
-        )
+        for name in members:
+            archive.writestr(f"ml-1m/{name}", contents[name])
     return folder / "ml-1m.zip"
 
 
-def test_movielens_1m_reads_the_checked_zip(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hashlib
-
-    from projects.recommender import data
-
-    archive = _fake_ml1m(isolated / "mirror" / "movielens-1m")
+def _trust(monkeypatch: pytest.MonkeyPatch, archive: Path) -> None:
+    """Make MovieLens 1M read its members out of `archive`, checked against that file's own digest."""
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    monkeypatch.setattr(data, "ML1M_ZIP", data.DataFile("ml-1m.zip", sha256=(digest,)))
-    source = data.MovieLens1M(mirror_dir=str(isolated / "mirror"), cache_dir=str(isolated / "cache"))
+    monkeypatch.setattr(MovieLens1M, "members", ml1m_members(DataFile("ml-1m.zip", sha256=(digest,))))
+
+
+def _ml1m(isolated: Path) -> MovieLens1M:
+    return MovieLens1M(mirror_dir=str(isolated / "mirror"), cache_dir=str(isolated / "cache"))
+
+
+def test_movielens_1m_reads_its_members_out_of_the_checked_zip(isolated: Path, monkeypatch) -> None:
+    _trust(monkeypatch, _fake_ml1m(isolated / "mirror" / "movielens-1m"))
+    source = _ml1m(isolated)
     source.prepare()
     assert sum(len(source.targets(split)) for split in ("train", "val", "test")) == 24
-    assert source.title(source.inputs("test")[0][1]).startswith(("Toy Story", "Amélie", "Heat"))
+    assert source.title(source.item_index["2"]) == "Amélie (2001)"  # Latin-1 decoded
+    extracted = isolated / "cache" / "movielens-1m"
+    assert (extracted / "ratings.dat").is_file() and (extracted / "movies.dat").is_file()  # by DataFile, not by hand
 
 
 def test_movielens_1m_with_another_zip_is_a_clear_error(isolated: Path) -> None:
-    from projects.recommender import data
-
-    _fake_ml1m(isolated / "mirror" / "movielens-1m")
-    source = data.MovieLens1M(mirror_dir=str(isolated / "mirror"), cache_dir=str(isolated / "cache"))
+    _fake_ml1m(isolated / "mirror" / "movielens-1m")  # not GroupLens' bytes: the real checksum refuses it
     with pytest.raises(DataError, match=r"ml-1m\.zip \(mirror\) is corrupt"):
+        _ml1m(isolated).prepare()
+
+
+def test_movielens_1m_corrupt_archive_is_a_clear_error(isolated: Path, monkeypatch) -> None:
+    archive = isolated / "mirror" / "movielens-1m" / "ml-1m.zip"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"PK\x03\x04 truncated, not a zip at all")
+    _trust(monkeypatch, archive)
+    with pytest.raises(DataError, match=r"no readable member ml-1m/ratings\.dat"):
+        _ml1m(isolated).prepare()
+
+
+def test_movielens_1m_archive_without_a_member_names_it(isolated: Path, monkeypatch) -> None:
+    _trust(monkeypatch, _fake_ml1m(isolated / "mirror" / "movielens-1m", members=("ratings.dat",)))
+    with pytest.raises(DataError, match=r"no readable member ml-1m/movies\.dat"):
+        _ml1m(isolated).prepare()
+
+
+def test_movielens_100k_members_are_checked_by_their_own_sums(isolated: Path) -> None:
+    """GroupLens' ml-100k.zip has no known checksum: each member read out of it must match its own."""
+    folder = isolated / "mirror" / "movielens-100k"
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "ml-100k.zip", "w") as archive:
+        for name in ("u1.base", "u1.test", "u.item"):
+            archive.writestr(f"ml-100k/{name}", "1\t1\t5\t881250949\n")
+    source = MovieLens100k(mirror_dir=str(isolated / "mirror"), cache_dir=str(isolated / "cache"))
+    with pytest.raises(
+        DataError, match=r"member ml-100k/u1\.base \(extracted from .*ml-100k\.zip\) is corrupt(.|\n)*original u1\.base"
+    ):
         source.prepare()

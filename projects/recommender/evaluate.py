@@ -4,7 +4,6 @@ their history; of a rating evaluation: predicted against true ratings."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -27,19 +26,21 @@ def rating_report(evaluation: Evaluation, plots_dir: Path) -> list[Path]:
     axes.set_xticks(range(1, len(levels) + 1), [f"{level:g}" for level in levels])
     axes.set_xlabel("true rating")
     axes.set_ylabel("predicted rating")
-    axes.set_title(f"test predictions (RMSE {evaluation.metrics.get('test/rmse', float('nan')):.3f})")
+    rmse = evaluation.metrics.get(f"{evaluation.split}/rmse", float("nan"))
+    axes.set_title(f"{evaluation.split} predictions (RMSE {rmse:.3f})")
     axes.grid(alpha=0.3)
     return [save_figure(figure, plots_dir / "predicted_vs_true.png")]
 
 
 def ranking_report(evaluation: Evaluation, plots_dir: Path, data: Interactions) -> list[Path]:
-    targets, scores = evaluation.targets, evaluation.outputs
-    recommended = top_k(scores, targets < 0)
-    ndcg = per_user_ranking(targets > 0, recommended)["ndcg"]
+    """Per-user NDCG, popularity bias and example users, from the split's relevant and excluded items."""
+    relevant, excluded = evaluation.targets, data.excluded(evaluation.split)
+    recommended = top_k(evaluation.outputs, excluded)
+    ndcg = per_user_ranking(relevant, recommended)["ndcg"]
     return [
         _ndcg_histogram(ndcg, plots_dir / "ndcg_per_user.png"),
-        _popularity_bias(targets, recommended, plots_dir / "popularity_bias.png"),
-        _examples(evaluation.inputs, targets, recommended, ndcg, data, plots_dir / "example_users.md"),
+        _popularity_bias(excluded, recommended, plots_dir / "popularity_bias.png"),
+        _examples(evaluation.inputs, relevant, recommended, ndcg, data, plots_dir / "example_users.md"),
     ]
 
 
@@ -55,10 +56,10 @@ def _ndcg_histogram(ndcg: np.ndarray, path: Path) -> Path:
     return save_figure(figure, path)
 
 
-def _popularity_bias(targets: np.ndarray, recommended: np.ndarray, path: Path) -> Path:
-    """How often each item is recommended against its popularity rank: a recommender without popularity bias
-    follows the interactions curve; most stay in the head."""
-    popularity = (targets < 0).sum(axis=0)
+def _popularity_bias(known: np.ndarray, recommended: np.ndarray, path: Path) -> Path:
+    """How often each item is recommended against its popularity rank (its `known` interactions): a recommender
+    without popularity bias follows the interactions curve; most stay in the head."""
+    popularity = known.sum(axis=0)
     order = np.argsort(-popularity, kind="stable")
     rank_of = np.empty_like(order)
     rank_of[order] = np.arange(len(order))
@@ -78,7 +79,7 @@ def _popularity_bias(targets: np.ndarray, recommended: np.ndarray, path: Path) -
 
 
 def _examples(
-    users: np.ndarray, targets: np.ndarray, recommended: np.ndarray, ndcg: np.ndarray, data: Interactions, path: Path
+    users: np.ndarray, relevant: np.ndarray, recommended: np.ndarray, ndcg: np.ndarray, data: Interactions, path: Path
 ) -> Path:
     """A few users (from best to worst served) with their history and what they were recommended."""
     picks = np.argsort(-ndcg)[np.linspace(0, len(ndcg) - 1, USERS_SHOWN).astype(int)]
@@ -94,14 +95,8 @@ def _examples(
             "recommended:",
         ]
         lines += [
-            f"{rank}. {data.title(item)}{' ✓' if targets[row, item] > 0 else ''}"
+            f"{rank}. {data.title(item)}{' ✓' if relevant[row, item] else ''}"
             for rank, item in enumerate(recommended[row], start=1)
         ]
         lines.append("")
     return write_text(path, "\n".join(lines))
-
-
-def report(evaluation: Evaluation, plots_dir: Path, data: Any) -> list[Path]:
-    if evaluation.outputs.ndim == 2:
-        return ranking_report(evaluation, plots_dir, data)
-    return rating_report(evaluation, plots_dir)

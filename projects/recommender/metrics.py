@@ -11,8 +11,22 @@ import numpy as np
 import torch
 from torchmetrics.functional import mean_absolute_error, mean_squared_error
 
+from shared.metrics import MAX, MIN, NEITHER, Goal
+
 K = 10
 TAIL_SHARE = 0.8  # the long tail: items outside the most popular ones that gather 80% of interactions
+
+# Which way each reported metric is better (`RecommenderProject.metrics`).
+GOALS: dict[str, Goal] = {
+    "rmse": MIN,
+    "mae": MIN,
+    **{f"{name}@{K}": MAX for name in ("precision", "recall", "ndcg", "map")},
+    "coverage": MAX,
+    "long_tail_share": MAX,
+    # Neither: a lower mean popularity means less popularity bias, but the most accurate rankers recommend
+    # popular items, so it describes a ranking rather than scores it.
+    "mean_popularity": NEITHER,
+}
 
 
 def rating_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
@@ -48,18 +62,19 @@ def per_user_ranking(relevant: np.ndarray, recommended: np.ndarray, k: int = K) 
     }
 
 
-def ranking_metrics(targets: np.ndarray, scores: np.ndarray, k: int = K) -> dict[str, float]:
-    """Top-k metrics from a `targets` matrix (+1 relevant, -1 excluded, 0 candidate) and item scores,
-    with catalogue coverage and the popularity of what was recommended."""
-    keep = (targets > 0).any(axis=1)
-    targets, scores = targets[keep], scores[keep]
-    recommended = top_k(scores, targets < 0, k)
-    users = per_user_ranking(targets > 0, recommended, k)
-    popularity = (targets < 0).sum(axis=0)  # known interactions per item among these users
+def ranking_metrics(relevant: np.ndarray, excluded: np.ndarray, scores: np.ndarray, k: int = K) -> dict[str, float]:
+    """Top-k metrics of item `scores` (users × items) against the `relevant` items, never recommending an
+    `excluded` one (what the user is known to have), with catalogue coverage and the popularity of what
+    was recommended. Users without a relevant item are left out."""
+    keep = relevant.any(axis=1)
+    relevant, excluded, scores = relevant[keep], excluded[keep], scores[keep]
+    recommended = top_k(scores, excluded, k)
+    users = per_user_ranking(relevant, recommended, k)
+    popularity = excluded.sum(axis=0)  # known interactions per item among these users
     shown = recommended.ravel()
     return {
         **{f"{name}@{k}": float(values.mean()) for name, values in users.items()},
-        "coverage": len(np.unique(shown)) / targets.shape[1],
+        "coverage": len(np.unique(shown)) / relevant.shape[1],
         "long_tail_share": float(np.isin(shown, long_tail(popularity)).mean()),
         "mean_popularity": float(popularity[shown].mean()),
     }

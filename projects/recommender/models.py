@@ -6,13 +6,15 @@
 Closed-form models are scikit-learn estimators (`fit(pairs, ratings)`, `predict(pairs or users)`):
 global mean and biases, popularity, and the item-item EASE model. Gradient-trained ones are Lightning
 modules fed by the data's loader: biased matrix factorization and item-based AutoRec (ratings), BPR
-matrix factorization and a two-tower network (ranking). `build_model` hands all of them the catalogue's size
-and rating scale.
+matrix factorization and a two-tower network (ranking). The project's `model_options` hands all of them the
+catalogue's size and rating scale; what a model learns from the train split before training (a global mean,
+AutoRec's input ratings) it declares with `FitsOnTrain`.
+
+Capabilities (`capabilities.py`), declared by subclassing: every model `Recommends` (the protocols it serves);
+`ComparesItems` models also say how alike two items are, for `predict item=ID similar=K`.
 """
 
 from __future__ import annotations
-
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,15 +25,21 @@ from sklearn.base import BaseEstimator
 from torch import nn
 from torchmetrics import MeanSquaredError
 
+from projects.recommender.capabilities import ComparesItems, Recommends
 from projects.recommender.data import RANKING, RATING
 from projects.recommender.metrics import per_user_ranking, top_k
+from shared.capabilities import FitsOnTrain
+
+
+def cosine_to(vectors: np.ndarray, item: int) -> np.ndarray:
+    """The cosine of every row of `vectors` with row `item`."""
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return unit @ unit[item]
 
 
 # --- closed-form models (scikit-learn estimators) --------------------------------------------------------
-class Recommender(BaseEstimator):
+class Recommender(BaseEstimator, Recommends):
     """Fitted on (user, item) index pairs and their ratings; `predict` rates pairs or scores every item."""
-
-    protocols: ClassVar[tuple[str, ...]] = (RATING, RANKING)
 
     def fit(self, pairs: np.ndarray, ratings: np.ndarray) -> Recommender:
         raise NotImplementedError
@@ -120,7 +128,7 @@ class Popularity(Recommender):
         return np.tile(self.counts_, (len(users), 1))
 
 
-class ItemItem(Recommender):
+class ItemItem(Recommender, ComparesItems):
     """EASE (Steck, 2019): the item-item weight matrix B that best rebuilds each user's history from the
     other items, in closed form B = I - P / diag(P) with P = (XᵀX + λI)⁻¹ and a zero diagonal. A user's
     scores are their history times B; `similar` reads B (items that predict each other)."""
@@ -148,13 +156,15 @@ class ItemItem(Recommender):
     def score_all(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self.history_[users] @ self.weights_)
 
+    def item_similarity(self, item: int) -> np.ndarray:
+        """EASE's weights between `item` and the others, symmetrised (each predicting the other)."""
+        return (self.weights_[item] + self.weights_[:, item]) / 2
+
 
 # --- gradient-trained models (Lightning) ---------------------------------------------------------------
-class Factorization(LightningModule):
+class Factorization(LightningModule, Recommends, ComparesItems):
     """What the Lightning recommenders share: user and item embeddings, Adam, prediction by batch kind
     (pairs -> ratings, users -> item scores), and validation by the protocol of the batch."""
-
-    protocols: ClassVar[tuple[str, ...]] = (RATING, RANKING)
 
     def __init__(self, n_users: int, n_items: int, dim: int, lr: float) -> None:
         super().__init__()
@@ -189,16 +199,18 @@ class Factorization(LightningModule):
         users = per_user_ranking(batch["relevant"].numpy(force=True) > 0, recommended)
         self.log("val/ndcg@10", float(users["ndcg"].mean()), on_epoch=True, batch_size=size, prog_bar=True)
 
+    def item_similarity(self, item: int) -> np.ndarray:
+        """The cosine of the learned item vectors."""
+        return cosine_to(self.item_factors.weight.detach().numpy(force=True), item)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
-class MatrixFactorization(Factorization):
+class MatrixFactorization(Factorization, FitsOnTrain):
     """Biased matrix factorization (Koren, Bell & Volinsky, 2009): r(u, i) = μ + b_u + b_i + p_u·q_i, trained
     on squared error with an L2 penalty on the rows each batch touches (so frequent users and items are
     held back in proportion to their data, as in Funk's SGD)."""
-
-    protocols = (RATING, RANKING)
 
     def __init__(
         self,
@@ -217,6 +229,11 @@ class MatrixFactorization(Factorization):
         nn.init.zeros_(self.user_bias.weight)
         self.rating_scale, self.reg, self.bias_reg = tuple(rating_scale), reg, bias_reg
         self.global_mean = nn.Parameter(torch.tensor(float(global_mean)))
+
+    def fit_on_train(self, inputs: np.ndarray, targets: np.ndarray) -> None:
+        """Start μ at the mean training rating."""
+        with torch.no_grad():
+            self.global_mean.fill_(float(targets.mean()))
 
     def raw_rating(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
@@ -305,12 +322,12 @@ class TwoTower(Factorization):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
-class AutoRec(LightningModule):
+class AutoRec(LightningModule, Recommends, ComparesItems, FitsOnTrain):
     """Item-based AutoRec (Sedhain et al., 2015): each item is the vector of the ratings all users gave it;
     a one-hidden-layer autoencoder (sigmoid, then linear) rebuilds that vector, trained on the observed
     entries only with λ/2·‖W‖² on its weights. The rebuilt entry (item, user) is the predicted rating, so an
-    item borrows strength from every user who rated it. The training ratings live in the model (`observe`),
-    as its input at prediction time too; items without any fall back to the global mean."""
+    item borrows strength from every user who rated it. The training ratings live in the model (`observe`,
+    from `fit_on_train`), as its input at prediction time too; items without any fall back to the global mean."""
 
     protocols = (RATING,)
 
@@ -331,6 +348,12 @@ class AutoRec(LightningModule):
         self.register_buffer("ratings", torch.zeros(n_items, n_users))  # 0: not rated
         self.val_rmse = MeanSquaredError(squared=False)
 
+    def fit_on_train(self, inputs: np.ndarray, targets: np.ndarray) -> None:
+        """The training ratings as the items' input vectors, and their mean for items without any (kept in
+        the hyperparameters too, which the checkpoint rebuilds the model from)."""
+        self.observe(inputs, targets)
+        self.global_mean = self.hparams["global_mean"] = float(targets.mean())
+
     def observe(self, pairs: np.ndarray, ratings: np.ndarray) -> None:
         """Store the training ratings: the items' input vectors."""
         users, items = torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])
@@ -348,8 +371,15 @@ class AutoRec(LightningModule):
         rating = torch.where(known, self.raw_rating(users, items), self.global_mean)
         return rating.clamp(*self.rating_scale)
 
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """Every item's (unclamped) rating for each user: what `predict user=ID` ranks by."""
+        rebuilt = self.decoder(torch.sigmoid(self.encoder(self.ratings)))[:, users].T
+        return torch.where(self.ratings.any(dim=1)[None], rebuilt, self.global_mean)
+
     def predict_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        return self.rate(batch["user"], batch["item"])
+        if "item" in batch:
+            return self.rate(batch["user"], batch["item"])
+        return self.score_all(batch["user"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         error = F.mse_loss(self.raw_rating(batch["user"], batch["item"]), batch["rating"])
@@ -363,25 +393,10 @@ class AutoRec(LightningModule):
         self.val_rmse(self.rate(batch["user"], batch["item"]), batch["rating"])
         self.log("val/rmse", self.val_rmse, on_epoch=True, batch_size=len(batch["user"]), prog_bar=True)
 
+    def item_similarity(self, item: int) -> np.ndarray:
+        """The cosine of the items' hidden codes (their encoded rating vectors)."""
+        with torch.no_grad():
+            return cosine_to(torch.sigmoid(self.encoder(self.ratings)).numpy(force=True), item)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
-
-
-def item_similarity(model: Any, item: int) -> np.ndarray | None:
-    """How alike every item is to `item`: EASE's symmetrised weights, or the cosine of learned item vectors
-    (factors, or AutoRec's hidden codes); None for models without either."""
-    if isinstance(model, ItemItem):
-        return (model.weights_[item] + model.weights_[:, item]) / 2
-    if isinstance(model, Factorization):
-        vectors = model.item_factors.weight.detach().numpy(force=True)
-    elif isinstance(model, AutoRec):  # the items' hidden codes
-        with torch.no_grad():
-            vectors = torch.sigmoid(model.encoder(model.ratings)).numpy(force=True)
-    else:
-        return None
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return unit @ unit[item]
-
-
-def model_protocols(model: Any) -> tuple[str, ...]:
-    return getattr(model, "protocols", (RATING, RANKING))

@@ -1,16 +1,21 @@
-"""`predict`, three ways, with a finished run's model:
+"""`predict`, three ways, through the core's predict flow (`shared.predict`), with a finished run's model:
 
     predict user=196 k=10           top-k titles for a user, never what they have seen
-    predict item=50 similar=10      the movies most like a movie (by the model's item vectors)
+    predict item=50 similar=10      the movies most like a movie (models that `ComparesItems`)
     predict input=pairs.csv output=scores.csv    a rating (or score) per (user, item) row
 
-An unknown user gets the cold-start fallback (the most popular items) with a warning; an unknown item id
-is an error naming it. Ids are the dataset's own (MovieLens' user and movie ids), not internal indices.
+Every record (the command line's, a row of the file, a JSON body) is parsed into a small typed query, so
+the HTTP API asks the same questions. An unknown user is a cold start: the popularity fallback, with a
+warning; an unknown item id is that record's error. Ids are the dataset's own (MovieLens' user and movie
+ids), not internal indices.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,163 +23,213 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from projects.recommender.data import ITEM_COLUMNS, RANKING, USER_COLUMNS, Interactions
+from projects.recommender.capabilities import ComparesItems
+from projects.recommender.data import RANKING, Interactions
 from projects.recommender.metrics import top_k
-from projects.recommender.models import item_similarity
-from shared.config import load_run_config
-from shared.errors import DataError, UsageError
-from shared.evaluate import fitter_of_run
-from shared.fitters import Fitter
-from shared.predict import PARTIAL_FAILURE_EXIT_CODE, write_rows
-from shared.project import Project
-from shared.runs import resolve_run
+from projects.recommender.sources import ITEM_COLUMNS, USER_COLUMNS
+from shared.errors import DataError, RecordError, UsageError
+from shared.project import PredictItem
+from shared.runs import Run
 
 log = logging.getLogger(__name__)
 
+COLD_PRIOR = 10.0  # ratings' worth of shrinkage of an item's mean rating towards the global mean (cold start)
 
-class Predictor:
-    """A run's model and data, and the questions `predict` asks them."""
 
-    def __init__(self, project: Project, cfg: DictConfig) -> None:
-        self.cfg = cfg
-        self.run_dir = resolve_run(cfg.get("run"), cfg.paths.runs_dir, project.name)
-        train_cfg = load_run_config(self.run_dir)
-        self.fitter: Fitter = fitter_of_run(self.run_dir)
-        self.model = self.fitter.load(train_cfg.model, self.run_dir)
-        self.data: Interactions = project.build_data(train_cfg, cfg.paths)  # type: ignore[assignment]
-        self.data.prepare()
-        self.ranks = self.data.protocol == RANKING
+@dataclass(frozen=True)
+class TopItems:
+    """The `k` best unseen items for a user; `user` is None for a user the data does not know (cold start)."""
 
-    def item(self, raw: Any) -> int:
-        index = self.data.item_index.get(str(raw))
-        if index is None:
+    raw_user: str
+    user: int | None
+    k: int
+
+
+@dataclass(frozen=True)
+class SimilarItems:
+    """The `k` items most like `item`."""
+
+    raw_item: str
+    item: int
+    k: int
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """The rating (rating protocol) or score (ranking) of one (user, item); `user` None: cold start."""
+
+    raw_user: str
+    raw_item: str
+    user: int | None
+    item: int
+
+
+Query = TopItems | SimilarItems | PairScore
+
+
+def command_line_record(cfg: DictConfig) -> dict[str, Any] | None:
+    """`user=ID [k=10]` or `item=ID [similar=10]` as a record; None when neither is given."""
+    user, item = cfg.get("user"), cfg.get("item")
+    if user is not None and item is not None:
+        raise UsageError(
+            "predict got both user= and item=.",
+            "ask for a user's top items (user=ID k=10) or for similar items (item=ID similar=10); score "
+            "(user, item) pairs with input=pairs.csv.",
+        )
+    if user is not None:
+        return {"user": user, "k": cfg.get("k")}
+    if item is not None:
+        return {"item": item, "similar": cfg.get("similar")}
+    return None
+
+
+def read_pairs(path: Path, parse: Callable[[str, Any], PredictItem]) -> list[PredictItem]:
+    """One item per row of a CSV/TSV of (user, item) pairs, its columns found by their usual spellings."""
+    if not path.is_file():
+        raise UsageError(f"input {path} is not a file.", "pass input=<a .csv with user and item columns>.")
+    try:
+        frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+        raise DataError(f"{path} is not a readable CSV/TSV file ({error}).", "save it as CSV with a header.") from error
+    user_column = next((name for name in USER_COLUMNS if name in frame), None)
+    item_column = next((name for name in ITEM_COLUMNS if name in frame), None)
+    if user_column is None or item_column is None:
+        raise DataError(
+            f"{path} needs a user and an item column (it has {', '.join(map(str, frame.columns))}).",
+            f"name them e.g. {USER_COLUMNS[1]},{ITEM_COLUMNS[1]}.",
+        )
+    pairs = zip(frame[user_column], frame[item_column], strict=True)
+    return [parse(f"row {row}", {"user": user, "item": item}) for row, (user, item) in enumerate(pairs, start=1)]
+
+
+def parse_query(payload: Any, data: Interactions, model: Any, cfg: DictConfig) -> Query:
+    """A record as a query: `{user, item}` scores a pair, `{user[, k]}` asks for top items, `{item[, similar]}`
+    for similar ones. An unknown item, a missing id or a bad count is a `RecordError`."""
+    if not isinstance(payload, Mapping):
+        raise RecordError(f"a recommender record is an object with a user and/or an item, not {type(payload).__name__}")
+    raw_user, raw_item = _raw_id(payload, "user"), _raw_id(payload, "item")
+    if raw_user is not None and raw_item is not None:
+        return PairScore(raw_user, raw_item, data.user_index.get(raw_user), _item(data, raw_item))
+    if raw_user is not None:
+        return TopItems(raw_user, data.user_index.get(raw_user), _count(payload.get("k", cfg.get("k", 10)), "k"))
+    if raw_item is not None:
+        if not isinstance(model, ComparesItems):
             raise UsageError(
-                f"unknown item id {raw}: not in {self.data.describe_source()}.",
-                f"use an id of the data's item column (e.g. {self.data.item_ids[0]}).",
-            )
-        return index
-
-    def recommend(self, raw_user: Any, k: int) -> list[dict[str, Any]]:
-        user = self.data.user_index.get(str(raw_user))
-        if user is None:
-            log.warning(
-                "user %s is unknown (no interactions in the data): recommending the most popular items", raw_user
-            )
-            scores, seen = self.data.item_popularity.astype(np.float64)[None], np.zeros((1, self.data.n_items), bool)
-        else:
-            users = np.array([user])
-            scores = self.fitter.predict(self.model, self.data, users, self.cfg)
-            seen = self.data.history(users) > 0
-        best = top_k(scores, seen, k)[0]
-        return [
-            {
-                "rank": rank,
-                "item": self.data.item_ids[item],
-                "title": self.data.title(item),
-                "score": round(float(scores[0, item]), 4),
-            }
-            for rank, item in enumerate(best, start=1)
-        ]
-
-    def similar(self, raw_item: Any, k: int) -> list[dict[str, Any]]:
-        item = self.item(raw_item)
-        similarity = item_similarity(self.model, item)
-        if similarity is None:
-            raise UsageError(
-                f"the model of {self.run_dir.name} ({type(self.model).__name__}) has no item similarity.",
+                f"the model of this run ({type(model).__name__}) has no notion of similar items.",
                 "use a run of model=item_item, mf, autorec, bpr or two_tower.",
             )
-        excluded = np.zeros((1, len(similarity)), bool)
-        excluded[0, item] = True
-        best = top_k(similarity[None], excluded, k)[0]
-        return [
-            {
-                "rank": rank,
-                "item": self.data.item_ids[other],
-                "title": self.data.title(other),
-                "similarity": round(float(similarity[other]), 4),
-            }
-            for rank, other in enumerate(best, start=1)
-        ]
-
-    def score_pairs(self, path: Path) -> list[dict[str, Any]]:
-        """A row per (user, item) of the file: its predicted rating (or ranking score), or why it has none."""
-        if not path.is_file():
-            raise UsageError(f"input {path} does not exist.", "pass input=<csv with user and item columns>.")
-        frame = pd.read_csv(path, sep=None, engine="python", dtype=str)
-        user_column = next((name for name in USER_COLUMNS if name in frame), None)
-        item_column = next((name for name in ITEM_COLUMNS if name in frame), None)
-        if user_column is None or item_column is None:
-            raise DataError(
-                f"{path} needs a user and an item column (it has {', '.join(frame.columns)}).",
-                f"name them e.g. {USER_COLUMNS[1]},{ITEM_COLUMNS[1]}.",
-            )
-        rows, known_users, items, positions = [], [], [], []
-        fallback = self.data.item_popularity / max(self.data.item_popularity.max(), 1)
-        for position, (raw_user, raw_item) in enumerate(zip(frame[user_column], frame[item_column], strict=True)):
-            row: dict[str, Any] = {"user": raw_user, "item": raw_item, "score": "", "cold_start": False, "error": ""}
-            item, user = self.data.item_index.get(str(raw_item)), self.data.user_index.get(str(raw_user))
-            if item is None:
-                row["error"] = f"unknown item id {raw_item}"
-            elif user is None:  # cold start: the item's popularity (ranking) or the item's mean rating
-                row.update(
-                    score=round(float(self._cold_rating(item) if not self.ranks else fallback[item]), 4),
-                    cold_start=True,
-                )
-            else:
-                known_users.append(user)
-                items.append(item)
-                positions.append(position)
-            rows.append(row)
-        if positions:
-            for position, value in zip(positions, self._scores(np.array(known_users), np.array(items)), strict=True):
-                rows[position]["score"] = round(float(value), 4)
-        return rows
-
-    def _scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        if not self.ranks:
-            return self.fitter.predict(self.model, self.data, np.column_stack([users, items]), self.cfg)
-        unique, where = np.unique(users, return_inverse=True)
-        scores = self.fitter.predict(self.model, self.data, unique, self.cfg)
-        return scores[where, items]
-
-    def _cold_rating(self, item: int) -> float:
-        pairs = self.data.inputs("train")
-        ratings = self.data.targets("train")
-        mine = ratings[pairs[:, 1] == item]
-        prior = 10.0  # shrink rarely rated items towards the global mean
-        return float((mine.sum() + prior * ratings.mean()) / (len(mine) + prior))
+        count = _count(payload.get("similar", cfg.get("similar", 10)), "similar")
+        return SimilarItems(raw_item, _item(data, raw_item), count)
+    raise RecordError("a record needs a user, an item, or both")
 
 
-def predict_command(project: Project, cfg: DictConfig) -> int:
-    """Dispatch on which of user=, item=, input= was given."""
-    modes = [name for name in ("user", "item", "input") if cfg.get(name) is not None]
-    if len(modes) != 1:
-        raise UsageError(
-            "predict needs exactly one of user=ID, item=ID or input=PAIRS.csv.",
-            "e.g. predict user=196 k=10, predict item=50 similar=10, or predict input=pairs.csv output=scores.csv",
-        )
-    predictor = Predictor(project, cfg)
-    mode = modes[0]
-    if mode == "input":
-        output = Path(str(cfg.output)).expanduser()
-        if output.suffix.lower() not in (".csv", ".jsonl"):
-            raise UsageError(f"output {output} must end in .csv or .jsonl.", "for example output=scores.csv")
-        rows = predictor.score_pairs(Path(str(cfg.input)).expanduser())
-        write_rows(output, rows)
-        failed = sum(bool(row["error"]) for row in rows)
-        print(f"{len(rows) - failed} of {len(rows)} pairs scored with run {predictor.run_dir.name} -> {output}")
-        return PARTIAL_FAILURE_EXIT_CODE if failed else 0
-    if mode == "user":
-        rows = predictor.recommend(cfg.user, int(cfg.k))
-        title = f"top {cfg.k} for user {cfg.user} ({predictor.run_dir.name})"
+def answer(run: Run, data: Interactions, queries: list[Query]) -> list[list[dict[str, Any]]]:
+    """The rows answering each query: one model call for every known user's item scores, one for the pairs."""
+    rows: list[list[dict[str, Any]]] = [[] for _ in queries]
+    tops = [(at, query) for at, query in enumerate(queries) if isinstance(query, TopItems)]
+    pairs = [(at, query) for at, query in enumerate(queries) if isinstance(query, PairScore)]
+    ranked_pairs = data.protocol == RANKING and any(query.user is not None for _, query in pairs)
+    wanted = [query.user for _, query in tops] + ([query.user for _, query in pairs] if ranked_pairs else [])
+    users = np.unique([user for user in wanted if user is not None]).astype(np.int64)
+    scores = _predict(run, data, users) if len(users) else np.zeros((0, data.n_items), np.float32)
+    row_of = {int(user): position for position, user in enumerate(users)}
+    for at, query in tops:
+        rows[at] = _top_items(data, query, None if query.user is None else scores[row_of[query.user]])
+    for at, query in enumerate(queries):
+        if isinstance(query, SimilarItems):
+            rows[at] = _similar_items(data, run.model, query)
+    known = [(at, query) for at, query in pairs if query.user is not None]
+    if known and not ranked_pairs:  # ratings of the pairs themselves
+        pair_inputs = np.array([[query.user, query.item] for _, query in known], np.int64)
+        values = _predict(run, data, pair_inputs)
     else:
-        rows = predictor.similar(cfg.item, int(cfg.similar))
-        title = f"{cfg.similar} most similar to {predictor.data.title(predictor.item(cfg.item))}"
-    print(title)
-    for row in rows:
-        value = row.get("score", row.get("similarity"))
-        print(f"  {row['rank']:>3}. {row['title']}  [{row['item']}]  {value:.4f}")
-    if cfg.get("output"):
-        write_rows(Path(str(cfg.output)).expanduser(), [{**row, "error": ""} for row in rows])
-    return 0
+        values = np.array([scores[row_of[query.user], query.item] for _, query in known])  # type: ignore[index]
+    value_of = {at: float(value) for (at, _), value in zip(known, values, strict=True)}
+    for at, query in pairs:
+        cold = query.user is None
+        score = _cold_score(data, query.item) if cold else value_of[at]
+        rows[at] = [{"user": query.raw_user, "item": query.raw_item, "score": round(score, 4), "cold_start": cold}]
+    return rows
+
+
+def _predict(run: Run, data: Interactions, inputs: np.ndarray) -> np.ndarray:
+    return np.asarray(run.fitter.predict(run.model, data, inputs, run.device), np.float64)
+
+
+def _top_items(data: Interactions, query: TopItems, scores: np.ndarray | None) -> list[dict[str, Any]]:
+    """The best-scored items the user has not seen; the most popular items for a user without history."""
+    if scores is None:
+        log.warning(
+            "user %s is unknown (no interactions in the data): recommending the most popular items", query.raw_user
+        )
+        scores, seen = data.item_popularity.astype(np.float64), np.zeros(data.n_items, bool)
+    else:
+        seen = data.history(np.array([query.user]))[0] > 0
+    best = [item for item in top_k(scores[None], seen[None], query.k)[0] if not seen[item]]
+    return [
+        {"rank": rank, "item": _raw(data, item), "title": data.title(item), "score": round(float(scores[item]), 4)}
+        for rank, item in enumerate(best, start=1)
+    ]
+
+
+def _similar_items(data: Interactions, model: ComparesItems, query: SimilarItems) -> list[dict[str, Any]]:
+    similarity = np.asarray(model.item_similarity(query.item), np.float64)
+    itself = np.zeros(len(similarity), bool)
+    itself[query.item] = True
+    best = [item for item in top_k(similarity[None], itself[None], query.k)[0] if item != query.item]
+    return [
+        {
+            "rank": rank,
+            "item": _raw(data, item),
+            "title": data.title(item),
+            "similarity": round(float(similarity[item]), 4),
+        }
+        for rank, item in enumerate(best, start=1)
+    ]
+
+
+def _cold_score(data: Interactions, item: int) -> float:
+    """A pair of an unknown user: the item's popularity (ranking, 0..1) or its shrunk mean rating (rating)."""
+    if data.protocol == RANKING:
+        return float(data.item_popularity[item] / max(data.item_popularity.max(), 1))
+    pairs, ratings = data.inputs("train"), data.targets("train")
+    mine = ratings[pairs[:, 1] == item]
+    return float((mine.sum() + COLD_PRIOR * ratings.mean()) / (len(mine) + COLD_PRIOR))
+
+
+def _raw_id(payload: Mapping[str, Any], key: str) -> str | None:
+    """The id under `key` as the data's index spells it (`196`, also for 196.0); None when absent."""
+    if key not in payload or payload[key] is None:
+        return None
+    value = payload[key]
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise RecordError(f"the {key} id is empty")
+        value = int(value) if value.is_integer() else value
+    text = str(value).strip()
+    if not text:
+        raise RecordError(f"the {key} id is empty")
+    return text
+
+
+def _item(data: Interactions, raw: str) -> int:
+    index = data.item_index.get(raw)
+    if index is None:
+        raise RecordError(f"unknown item id {raw}: not in {data.describe_source()} (e.g. {data.item_ids[0]})")
+    return index
+
+
+def _count(value: Any, name: str) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise RecordError(f"{name}={value} is not a whole number") from None
+    if count < 1:
+        raise RecordError(f"{name}={value}: ask for at least one item")
+    return count
+
+
+def _raw(data: Interactions, item: int) -> Any:
+    """The dataset's own id of an item index, as a plain Python value (for CSV and JSON)."""
+    value = data.item_ids[item]
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,5 +1,5 @@
-"""The recommender as the core sees it: models built for the data's catalogue, the protocol's metrics,
-its plots, and a `predict` of its own (users, similar items, or scored pairs)."""
+"""The recommender as the core sees it: models built for the data's catalogue, the protocol's metrics and
+plots, and `predict` records (a user's top items, similar items, or scored pairs)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from projects.recommender import evaluate, predict
-from projects.recommender.data import RANKING, RATING, Interactions
-from projects.recommender.metrics import ranking_metrics, rating_metrics
-from projects.recommender.models import AutoRec, model_protocols
+from projects.recommender.capabilities import Recommends
+from projects.recommender.data import PROTOCOLS, RANKING, Interactions
+from projects.recommender.metrics import GOALS, K, ranking_metrics, rating_metrics
 from shared.data import ProjectData
 from shared.errors import UsageError
-from shared.project import Command, Evaluation, Project
+from shared.metrics import Metrics
+from shared.predict import parse_item
+from shared.project import Evaluation, PredictItem, Project
+from shared.runs import Run
+
+
+def _interactions(data: ProjectData) -> Interactions:
+    if not isinstance(data, Interactions):
+        raise TypeError(f"the recommender's data is an Interactions source, not {type(data).__name__}")
+    return data
 
 
 class RecommenderProject(Project):
@@ -35,45 +43,58 @@ class RecommenderProject(Project):
         "dated. Offline metrics reward recommending what users later rated, not what they would enjoy; "
         "every model favours popular items (see the popularity-bias plot)."
     )
+    # Led by RMSE under the rating protocol, by NDCG@10 under ranking (`metrics_for`).
+    metrics = Metrics("rmse", GOALS)
+    predict_usage = "user=ID [k=10] | item=ID [similar=10] | input=pairs.csv output=scores.csv"
+
+    def metrics_for(self, data: ProjectData) -> Metrics:
+        return self.metrics.with_headline(f"ndcg@{K}" if _interactions(data).protocol == RANKING else "rmse")
+
+    # --- models ---------------------------------------------------------------------------------------
+    def model_options(self, data: ProjectData) -> dict[str, Any]:
+        interactions = _interactions(data)
+        return {
+            "n_users": interactions.n_users,
+            "n_items": interactions.n_items,
+            "rating_scale": list(interactions.rating_scale),
+        }
 
     def build_model(self, cfg: DictConfig, data: ProjectData) -> Any:
-        assert isinstance(data, Interactions)
-        options: dict[str, Any] = {
-            "n_users": data.n_users,
-            "n_items": data.n_items,
-            "rating_scale": list(data.rating_scale),
-        }
-        if str(cfg.model._target_).endswith(("MatrixFactorization", "AutoRec")):
-            options["global_mean"] = float(data.targets("train").mean())
-        model = instantiate(cfg.model, **options, _convert_="all")
-        if isinstance(model, AutoRec):  # its input at training and prediction time: the training ratings
-            model.observe(data.inputs("train"), data.targets("train"))
-        if data.protocol not in model_protocols(model):
-            name = cfg.model._target_.rsplit(".", 1)[-1]
+        """The core's model, refused under a protocol it does not serve (a ranker has no ratings to give)."""
+        model = super().build_model(cfg, data)
+        protocols = model.protocols if isinstance(model, Recommends) else PROTOCOLS
+        protocol = _interactions(data).protocol
+        if protocol not in protocols:
             raise UsageError(
-                f"{name} does not work under protocol={data.protocol}: it supports {', '.join(model.protocols)}.",
+                f"{type(model).__name__} does not work under protocol={protocol}: it supports {', '.join(protocols)}.",
                 "use protocol=ranking for popularity, bpr, two_tower and item_item; protocol=rating for "
                 "global_mean, bias, mf and autorec.",
             )
         return model
 
-    def score(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-        return ranking_metrics(targets, outputs) if outputs.ndim == 2 else rating_metrics(targets, outputs)
+    # --- evaluation -----------------------------------------------------------------------------------
+    def score(self, data: ProjectData, split: str, outputs: np.ndarray) -> dict[str, float]:
+        """RMSE and MAE of the ratings, or the top-k metrics of the item scores, by the data's protocol."""
+        interactions = _interactions(data)
+        if interactions.protocol == RANKING:
+            return ranking_metrics(interactions.targets(split), interactions.excluded(split), outputs)
+        return rating_metrics(interactions.targets(split), outputs)
 
     def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
-        return evaluate.report(evaluation, plots_dir, data)
+        interactions = _interactions(data)
+        if interactions.protocol == RANKING:
+            return evaluate.ranking_report(evaluation, plots_dir, interactions)
+        return evaluate.rating_report(evaluation, plots_dir)
 
-    def model_details(self, model: Any) -> dict[str, Any]:
-        protocols = model_protocols(model)
-        return {
-            "protocols": ", ".join(protocols),
-            "supports ratings": RATING in protocols,
-            "supports ranking": RANKING in protocols,
-        }
+    # --- prediction -----------------------------------------------------------------------------------
+    def command_line_record(self, cfg: DictConfig) -> dict[str, Any] | None:
+        return predict.command_line_record(cfg)
 
-    def commands(self) -> dict[str, Command]:
-        return {
-            "predict": Command(
-                "predict", "user=ID k=10 | item=ID similar=10 | input=pairs.csv output=FILE", predict.predict_command
-            )
-        }
+    def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
+        return predict.read_pairs(path, lambda name, payload: parse_item(self, name, payload, run, cfg))
+
+    def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> predict.Query:
+        return predict.parse_query(payload, _interactions(run.prepared_data), run.model, cfg)
+
+    def predict_rows(self, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:
+        return predict.answer(run, _interactions(run.prepared_data), values)
