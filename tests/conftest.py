@@ -73,3 +73,16 @@ def run_module(*arguments: str, cwd: Path, env: dict[str, str] | None = None) ->
         timeout=300,
         env={**os.environ, **(env or {})},
     )
+
+
+def finished_runs(root: Path, project: str) -> list[Path]:
+    """The finished runs of `project` under the test's runs folder, in path order."""
+    return sorted(metrics.parent for metrics in (root / "runs" / project).rglob("metrics.json"))
+
+
+def train_one(cli, root: Path, project: str, *overrides: str) -> Path:
+    """Train once through the command line and return the run it made (the only finished one)."""
+    result = cli(project, "train", *overrides)
+    assert result.code == 0, result.err
+    [run] = finished_runs(root, project)
+    return run

@@ -37,6 +37,7 @@ from projects.housing.project import HousingProject
 from shared.capabilities import CarriesPreprocessor, Describes, FitsOnTrain
 from shared.errors import DataError, RecordError
 from shared.metrics import MAX, MIN, NEITHER
+from tests.conftest import finished_runs, train_one
 
 SMOKE = ["data=synthetic", "model=ridge", "cv.folds=3"]
 COLUMNS = (*FEATURES, TARGET_COLUMN)
@@ -56,15 +57,12 @@ DISTRICT = {
 
 
 def _runs(isolated: Path) -> list[Path]:
-    return sorted(metrics.parent for metrics in (isolated / "runs" / "housing").rglob("metrics.json"))
+    return finished_runs(isolated, "housing")
 
 
 @pytest.fixture
 def trained(cli, isolated: Path) -> Path:
-    result = cli("housing", "train", *SMOKE)
-    assert result.code == 0, result.err
-    [run] = _runs(isolated)
-    return run
+    return train_one(cli, isolated, "housing", *SMOKE)
 
 
 # --- validation ------------------------------------------------------------------------------

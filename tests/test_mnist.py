@@ -17,7 +17,7 @@ from projects.mnist.predict import parse_digit, to_mnist
 from shared.errors import DataError, RecordError, UsageError
 from shared.images import image_items
 from shared.project import PredictItem
-from tests.conftest import run_module
+from tests.conftest import run_module, train_one
 
 SMOKE = ["data=synthetic", "trainer=cpu", "trainer.max_epochs=2", "logger=csv"]
 
@@ -30,9 +30,7 @@ def _only_run(runs: Path) -> Path:
 
 @pytest.fixture
 def trained(cli, isolated: Path) -> Path:
-    result = cli("mnist", "train", *SMOKE)
-    assert result.code == 0, result.err
-    return _only_run(isolated / "runs")
+    return train_one(cli, isolated, "mnist", *SMOKE)
 
 
 # --- data ------------------------------------------------------------------------------------

@@ -16,16 +16,10 @@ from projects.recommender.models import ItemItem, Popularity
 from projects.recommender.predict import PairScore, SimilarItems, TopItems, parse_query
 from projects.recommender.sources import SyntheticInteractions
 from shared.errors import RecordError, UsageError
+from tests.conftest import train_one
+from tests.test_recommender import _csv
 
 SMOKE = ["data=synthetic", "trainer=cpu", "logger=csv"]
-
-
-def _csv(path: Path, rows: list[list[object]], header: list[str]) -> Path:
-    with path.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -35,10 +29,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture
 def ranked(cli, isolated: Path) -> Path:
-    result = cli("recommender", "train", *SMOKE, "model=item_item", "protocol=ranking", "model.l2=100")
-    assert result.code == 0, result.err
-    [metrics] = list((isolated / "runs" / "recommender").rglob("metrics.json"))
-    return metrics.parent
+    return train_one(cli, isolated, "recommender", *SMOKE, "model=item_item", "protocol=ranking", "model.l2=100")
 
 
 def _synthetic_ranking() -> SyntheticInteractions:

@@ -36,13 +36,14 @@ from shared.classification import Classifier, expected_calibration_error
 from shared.cli import quote_free_text
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
+from tests.conftest import finished_runs, train_one
 
 TOY = ["data=toy", "trainer=cpu"]
 SMALL_RNN = ["model.hidden=32", "model.embedding_dim=32", "model.lr=0.01", "trainer.max_epochs=8"]
 
 
 def _runs(root: Path) -> list[Path]:
-    return sorted(metrics.parent for metrics in (root / "runs" / "sentiment").rglob("metrics.json"))
+    return finished_runs(root, "sentiment")
 
 
 def _metrics(run: Path) -> dict:
@@ -61,10 +62,7 @@ def _read(path: Path, **values: object) -> list[PredictItem]:
 
 @pytest.fixture
 def trained_linear(cli, isolated: Path) -> Path:
-    result = cli("sentiment", "train", *TOY)
-    assert result.code == 0, result.err
-    [run] = _runs(isolated)
-    return run
+    return train_one(cli, isolated, "sentiment", *TOY)
 
 
 # --- text processing ---------------------------------------------------------------------------

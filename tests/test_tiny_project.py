@@ -14,13 +14,14 @@ from omegaconf import OmegaConf
 from shared.errors import RunNotFoundError
 from shared.project import Project
 from shared.runs import load_run
+from tests.conftest import finished_runs
 from tests.tiny_project.project import TinyProject
 
 SMOKE = ["trainer=cpu", "logger=csv"]
 
 
 def _runs(isolated: Path) -> list[Path]:
-    return sorted(path.parent for path in (isolated / "runs" / "tiny").rglob("metrics.json"))
+    return finished_runs(isolated, "tiny")
 
 
 def _paths(isolated: Path) -> OmegaConf:

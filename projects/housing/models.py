@@ -98,7 +98,8 @@ class CrossValidated(RegressorMixin, BaseEstimator, PointPredictor, Describes):
         self.half_width_: float | None = None
         if self.cv >= 2:
             # A search cross-validates the chosen parameters again here: its own CV scores were used to choose.
-            chosen = getattr(self.estimator_, "best_estimator_", self.estimator)
+            searched = isinstance(self.estimator_, RandomizedSearchCV)
+            chosen = self.estimator_.best_estimator_ if searched else self.estimator
             folds = KFold(self.cv, shuffle=True, random_state=42)
             predicted = cross_val_predict(clone(chosen), X, y, cv=folds, n_jobs=self.n_jobs)
             self.cv_rmse_ = [root_mean_squared_error(y[test], predicted[test]) for _, test in folds.split(X)]
@@ -134,7 +135,7 @@ class CrossValidated(RegressorMixin, BaseEstimator, PointPredictor, Describes):
                 "interval_coverage_target": self.coverage,
                 "interval_half_width": round(self.half_width_ or 0.0, 1),
             }
-        if hasattr(self.estimator_, "best_params_"):
+        if isinstance(self.estimator_, RandomizedSearchCV):
             details["best_params"] = {key: _plain(value) for key, value in self.estimator_.best_params_.items()}
             details["search_cv_rmse"] = round(-float(self.estimator_.best_score_), 1)
         return details
