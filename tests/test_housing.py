@@ -473,3 +473,28 @@ def test_mlp_on_a_gpu_trainer_without_a_gpu_is_a_clear_error(cli) -> None:
         pytest.skip("this machine has a GPU")
     result = cli("housing", "train", "data=synthetic", "model=mlp", "trainer=gpu")
     assert result.code != 0 and "trainer=auto or trainer=cpu" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("preset", "options"),
+    [
+        ("ensemble", ["model.estimator.cv=3", "model.cv=3"]),
+        ("search", ["model.estimator.n_iter=2", "model.estimator.cv=2", "cv.folds=2"]),
+    ],
+)
+def test_models_that_nest_models_train_on_their_point_values(
+    cli, isolated: Path, preset: str, options: list[str]
+) -> None:
+    """A stack blends its members' values and a search scores its draws' values, never the interval's columns."""
+    small = ["model.estimator.estimators.forest.estimator.regressor.n_estimators=10"] if preset == "ensemble" else []
+    trees = ["model.estimator.estimator.estimator.regressor.n_estimators=10"] if preset == "search" else []
+    run = train_one(cli, isolated, "housing", "data=synthetic", f"experiment={preset}", *options, *small, *trees)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["metrics"]["test/r2"] > 0.8, "the synthetic value formula is easy to learn"
+    assert 0.0 < metrics["metrics"]["test/interval_coverage"] <= 1.0
+    details = metrics["model_details"]
+    assert details["cv_rmse_mean"] > 0
+    if preset == "search":
+        assert set(details["best_params"]) and details["search_cv_rmse"] > 0
+    else:
+        assert details["estimator"].startswith("StackingRegressor(ridge=RidgeCV")

@@ -49,10 +49,30 @@ def pipeline(regressor: Any, features: Mapping[str, Any] | None = None) -> Pipel
     return Pipeline([("preprocess", make_preprocessor(**(features or {}))), ("regressor", regressor)])
 
 
+class PointsOf(RegressorMixin, BaseEstimator):
+    """A housing model as a plain scikit-learn regressor whose `predict` is its point values alone: what an
+    estimator that nests models (a stack blending its members) expects, where the full three columns would not do."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def fit(self, X: Any, y: np.ndarray) -> PointsOf:
+        self.model_ = clone(self.model).fit(X, y)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.model_.point(X)
+
+
+def _negative_point_rmse(estimator: Any, X: Any, y: np.ndarray) -> float:
+    """A search's score: minus the RMSE of the point values (the interval's columns are not a prediction)."""
+    return -float(root_mean_squared_error(y, estimator.point(X)))
+
+
 def stack(estimators: Mapping[str, Any], cv: int = 5, n_jobs: int | None = None) -> StackingRegressor:
     """Pipelines blended by a ridge regression fitted on their out-of-fold predictions (stacked generalisation)."""
     return StackingRegressor(
-        list(estimators.items()),
+        [(name, PointsOf(member)) for name, member in estimators.items()],
         final_estimator=RidgeCV(alphas=np.logspace(-3, 3, 13)),
         cv=KFold(cv, shuffle=True, random_state=42),
         n_jobs=n_jobs,
@@ -68,7 +88,7 @@ def search(
         dict(distributions),
         n_iter=n_iter,
         cv=KFold(cv, shuffle=True, random_state=42),
-        scoring="neg_root_mean_squared_error",
+        scoring=_negative_point_rmse,
         n_jobs=n_jobs,
         random_state=42,
     )
@@ -100,6 +120,7 @@ class CrossValidated(RegressorMixin, BaseEstimator, PointPredictor, Describes):
             # A search cross-validates the chosen parameters again here: its own CV scores were used to choose.
             searched = isinstance(self.estimator_, RandomizedSearchCV)
             chosen = self.estimator_.best_estimator_ if searched else self.estimator
+            chosen = PointsOf(chosen) if isinstance(chosen, PointPredictor) else chosen  # values, not bounds
             folds = KFold(self.cv, shuffle=True, random_state=42)
             predicted = cross_val_predict(clone(chosen), X, y, cv=folds, n_jobs=self.n_jobs)
             self.cv_rmse_ = [root_mean_squared_error(y[test], predicted[test]) for _, test in folds.split(X)]
@@ -117,8 +138,11 @@ class CrossValidated(RegressorMixin, BaseEstimator, PointPredictor, Describes):
         return np.column_stack([value, self._clip(value - self.half_width_), self._clip(value + self.half_width_)])
 
     def point(self, X: Any) -> np.ndarray:
-        """The point prediction alone (what permutation importance scores)."""
-        return self._clip(np.asarray(self.estimator_.predict(X), dtype=float))
+        """The point prediction alone (what permutation importance scores). A search's refitted best draw, or a
+        wrapped housing model, gives its own point values; a plain pipeline its predictions."""
+        fitted = self.estimator_.best_estimator_ if isinstance(self.estimator_, RandomizedSearchCV) else self.estimator_
+        values = fitted.point(X) if isinstance(fitted, PointPredictor) else fitted.predict(X)
+        return self._clip(np.asarray(values, dtype=float))
 
     def _clip(self, values: np.ndarray) -> np.ndarray:
         """No value is negative, none above the census cap: a prediction outside is wrong by construction."""
@@ -145,6 +169,8 @@ def describe(estimator: Any) -> str:
     """A short name for what is inside the wrappers: `StackingRegressor(ridge=RidgeCV, forest=...)`."""
     if isinstance(estimator, CrossValidated):
         return describe(estimator.estimator)
+    if isinstance(estimator, PointsOf):
+        return describe(estimator.model)
     if isinstance(estimator, Pipeline):
         return describe(estimator.steps[-1][1])
     if isinstance(estimator, RandomizedSearchCV):
