@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
+import skops.io
 import torch
 from hydra.utils import instantiate
 from lightning import Callback, LightningModule, Trainer
@@ -30,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from shared.capabilities import CarriesPreprocessor
 from shared.config import build
 from shared.data import ProjectData
-from shared.errors import UsageError
+from shared.errors import RunNotFoundError, UsageError
 from shared.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,9 @@ class Fitter(ABC):
         """Store the model in the run directory."""
 
     @abstractmethod
-    def load(self, model_cfg: DictConfig, run_dir: Path) -> Any:
-        """Rebuild the model of a finished run."""
+    def load(self, model_cfg: DictConfig, run_dir: Path, trusted: tuple[str, ...]) -> Any:
+        """Rebuild the model of a finished run. `trusted`: the module prefixes (the project's own package) whose
+        classes and functions a saved scikit-learn object may hold; anything else is refused."""
 
     @staticmethod
     def parameter_count(model: Any) -> int | None:
@@ -90,7 +92,7 @@ def fitter_for(model: Any) -> Fitter:
 
 
 def fitter_that_saved(run_dir: Path) -> Fitter | None:
-    """The fitter whose artifact the run holds (`model.ckpt`: Lightning, `model.joblib`: scikit-learn), if any."""
+    """The fitter whose artifact the run holds (`model.ckpt`: Lightning, `model.skops`: scikit-learn), if any."""
     return next(
         (fitter for fitter in (LightningFitter(), SklearnFitter()) if (run_dir / fitter.artifact).is_file()), None
     )
@@ -159,7 +161,7 @@ class LightningFitter(Fitter):
     """
 
     artifact = "model.ckpt"
-    preprocessor_artifact = "preprocessor.joblib"
+    preprocessor_artifact = "preprocessor.skops"
 
     def build_trainer(self, cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback]) -> Trainer:
         """The training Trainer: the `trainer` group's arguments, the `logger` and `callbacks` groups."""
@@ -227,17 +229,17 @@ class LightningFitter(Fitter):
             # besides its config to be rebuilt by `load`.
             torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, temporary)
         if isinstance(model, CarriesPreprocessor):
-            with atomic_path(run_dir / self.preprocessor_artifact) as temporary:
-                joblib.dump(model.preprocessor, temporary)
+            save_estimator(model.preprocessor, run_dir / self.preprocessor_artifact)
         return path
 
-    def load(self, model_cfg: DictConfig, run_dir: Path) -> LightningModule:
+    def load(self, model_cfg: DictConfig, run_dir: Path, trusted: tuple[str, ...]) -> LightningModule:
+        # weights_only: a checkpoint holds tensors and plain values; torch refuses anything that would run code
         checkpoint = torch.load(run_dir / self.artifact, map_location="cpu", weights_only=True)
         saved = {key: value for key, value in checkpoint.get("hyper_parameters", {}).items() if key not in model_cfg}
         model = build(model_cfg, **saved)  # a PortfolioError from the constructor stays readable
         model.load_state_dict(checkpoint["state_dict"])
         if isinstance(model, CarriesPreprocessor):
-            model.preprocessor = joblib.load(run_dir / self.preprocessor_artifact)
+            model.preprocessor = load_estimator(run_dir / self.preprocessor_artifact, trusted)
         model.eval()
         return model
 
@@ -267,7 +269,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 class SklearnFitter(Fitter):
     """scikit-learn estimators and pipelines: `fit` on the train split; `predict_proba` (classifiers) or `predict`."""
 
-    artifact = "model.joblib"
+    artifact = "model.skops"
 
     def fit(self, model: Any, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
         inputs, targets = data.inputs("train"), data.targets("train")
@@ -282,16 +284,52 @@ class SklearnFitter(Fitter):
         return np.asarray(model.predict(inputs))
 
     def save(self, model: Any, run_dir: Path) -> Path:
-        path = run_dir / self.artifact
-        with atomic_path(path) as temporary:
-            joblib.dump(model, temporary)
-        return path
+        return save_estimator(model, run_dir / self.artifact)
 
-    def load(self, model_cfg: DictConfig, run_dir: Path) -> Any:
-        return joblib.load(run_dir / self.artifact)
+    def load(self, model_cfg: DictConfig, run_dir: Path, trusted: tuple[str, ...]) -> Any:
+        return load_estimator(run_dir / self.artifact, trusted)
 
     @staticmethod
     def parameter_count(model: Any) -> int | None:
         estimator = model.steps[-1][1] if isinstance(model, Pipeline) else model
         sizes = [np.size(getattr(estimator, name)) for name in ("coef_", "intercept_") if hasattr(estimator, name)]
         return int(sum(sizes)) if sizes else None
+
+
+# Types skops does not trust by default that hold only data (arrays, tree structures, split settings), and
+# `functools.partial`, whose wrapped function is checked on its own. Everything else must come from the project.
+SAFE_LIBRARY_TYPES = frozenset(
+    {
+        "functools.partial",
+        "numpy.dtype",
+        "scipy.sparse._csr.csr_matrix",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.model_selection._split.KFold",
+        "sklearn.tree._tree.Tree",
+        "sklearn.utils._bunch.Bunch",
+    }
+)
+
+
+def save_estimator(estimator: Any, path: Path) -> Path:
+    """A scikit-learn object in skops' format, which loads without running code (unlike a pickle), atomically."""
+    with atomic_path(path) as temporary:
+        skops.io.dump(estimator, temporary)
+    return path
+
+
+def load_estimator(path: Path, trusted: tuple[str, ...]) -> Any:
+    """A skops file, refused unless every type it names is trusted by skops, safe data, or under `trusted`."""
+    try:
+        named = skops.io.get_untrusted_types(file=path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # not a skops zip, or a damaged one
+        raise RunNotFoundError(
+            f"{path} is not a readable skops file ({type(error).__name__}: {error}).", "retrain the run."
+        ) from error
+    refused = [name for name in named if name not in SAFE_LIBRARY_TYPES and not name.startswith(trusted)]
+    if refused:
+        raise RunNotFoundError(
+            f"{path} holds types this project does not load: {', '.join(refused)}.",
+            f"a run folder may only hold classes of {', '.join(trusted)} and scikit-learn's; retrain the run.",
+        )
+    return skops.io.load(path, trusted=named)

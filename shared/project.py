@@ -73,6 +73,9 @@ class Project:
     # for Hydra, so commas, quotes and `${` reach the project verbatim instead of being parsed as grammar.
     free_text_keys: ClassVar[tuple[str, ...]] = ()
     predict_usage: ClassVar[str] = "input=PATH output=predictions.csv"
+    # `_target_`s outside the project's own package that a run's config may instantiate when the run is loaded
+    # (the library estimators its model configs name). A run folder is data: it gets no other callable.
+    trusted_targets: ClassVar[tuple[str, ...]] = ()
 
     registered: ClassVar[dict[str, type[Project]]] = {}
 
@@ -80,6 +83,11 @@ class Project:
         super().__init_subclass__(**options)
         if "name" in cls.__dict__:
             Project.registered[cls.name] = cls
+
+    @property
+    def package(self) -> str:
+        """The project's own package as a module prefix (`projects.mnist.`): the code a run folder may name."""
+        return type(self).__module__.rsplit(".", 1)[0] + "."
 
     # --- data and models ------------------------------------------------------------------
     def build_data(self, cfg: DictConfig, paths: DictConfig) -> ProjectData:

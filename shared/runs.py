@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from shared.config import CONFIG_FILE, load_run_config
 from shared.errors import RunNotFoundError
@@ -152,10 +152,36 @@ def load_run(project: Project, run: str | Path | None, paths: DictConfig, device
         raise RunNotFoundError(f"{directory} has no {CONFIG_FILE}: its config was lost.", train_again)
     fitter = fitter_that_saved(directory)
     if fitter is None:
-        raise RunNotFoundError(f"{directory} holds no saved model (model.ckpt or model.joblib).", train_again)
+        if any(directory.glob("*.joblib")):
+            raise RunNotFoundError(
+                f"{directory} holds its model as a pickle (.joblib), which this version does not load: "
+                "unpickling a file can run any code in it.",
+                f"retrain the run (its models are now saved with skops): python -m projects.{project.name} train",
+            )
+        raise RunNotFoundError(f"{directory} holds no saved model (model.ckpt or model.skops).", train_again)
     config = load_run_config(directory)
-    model = fitter.load(config.model, directory)
+    for node in ("model", "data"):
+        _refuse_untrusted_targets(project, config.get(node), f"{directory / CONFIG_FILE}: {node}")
+    model = fitter.load(config.model, directory, (project.package,))
     return Run(project, directory, config, metrics, fitter, model, paths, device or torch.device("cpu"))
+
+
+def _refuse_untrusted_targets(project: Project, node: Any, where: str) -> None:
+    """Every `_target_` a run's config would instantiate must be the project's own code or one it declares
+    (`Project.trusted_targets`): a config naming `shutil.rmtree` is a file, not an instruction."""
+    if isinstance(node, DictConfig):
+        target = node.get("_target_")
+        if target is not None and not (str(target).startswith(project.package) or target in project.trusted_targets):
+            raise RunNotFoundError(
+                f"{where} names _target_ {target}, which a run of {project.name} may not instantiate.",
+                f"a run folder may only name code of {project.package.rstrip('.')} "
+                f"{'or ' + ', '.join(project.trusted_targets) if project.trusted_targets else ''}; retrain the run.",
+            )
+        for value in node.values():
+            _refuse_untrusted_targets(project, value, where)
+    elif isinstance(node, ListConfig):
+        for value in node:
+            _refuse_untrusted_targets(project, value, where)
 
 
 def git_commit() -> str | None:

@@ -80,9 +80,9 @@ def finished_runs(root: Path, project: str) -> list[Path]:
     return sorted(metrics.parent for metrics in (root / "runs" / project).rglob("metrics.json"))
 
 
-def train_one(cli, root: Path, project: str, *overrides: str) -> Path:
+def train_one(cli, root: Path, project: str | Project, *overrides: str) -> Path:
     """Train once through the command line and return the run it made (the only finished one)."""
     result = cli(project, "train", *overrides)
     assert result.code == 0, result.err
-    [run] = finished_runs(root, project)
+    [run] = finished_runs(root, project if isinstance(project, str) else project.name)
     return run

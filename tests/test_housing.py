@@ -331,7 +331,7 @@ def test_mlp_fits_its_preprocessing_and_target_scale_on_the_train_rows() -> None
 def test_train_writes_a_complete_run(trained: Path) -> None:
     names = {path.relative_to(trained).as_posix() for path in trained.rglob("*") if path.is_file()}
     plots = ("map", "correlations", "distributions", "predicted_vs_actual", "residuals", "error_by_group")
-    for expected in ("config.yaml", "model.joblib", "MODEL_CARD.md", *(f"plots/{plot}.png" for plot in plots)):
+    for expected in ("config.yaml", "model.skops", "MODEL_CARD.md", *(f"plots/{plot}.png" for plot in plots)):
         assert expected in names
     assert "plots/permutation_importance.png" in names
     metrics = json.loads((trained / "metrics.json").read_text())
@@ -419,7 +419,7 @@ def test_mlp_trains_through_the_core_and_predicts_what_it_logged(cli, isolated: 
     result = cli("housing", "train", "data=synthetic", "model=mlp", "trainer=cpu", "trainer.max_epochs=40")
     assert result.code == 0, result.err
     [run] = _runs(isolated)
-    for expected in ("model.ckpt", "preprocessor.joblib", "plots/learning_curves.png", "logs/metrics.csv"):
+    for expected in ("model.ckpt", "preprocessor.skops", "plots/learning_curves.png", "logs/metrics.csv"):
         assert (run / expected).is_file(), expected
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["data"]["val examples"] == 48 and metrics["device"].startswith("cpu")

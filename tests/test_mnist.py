@@ -154,7 +154,7 @@ def test_classical_model_goes_through_the_same_run(cli, isolated: Path) -> None:
     result = cli("mnist", "train", "data=synthetic", "experiment=baseline")
     assert result.code == 0, result.err
     run = _only_run(isolated / "runs")
-    assert (run / "model.joblib").is_file() and (run / "MODEL_CARD.md").is_file()
+    assert (run / "model.skops").is_file() and (run / "MODEL_CARD.md").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["metrics"]["test/acc"] > 0.9 and metrics["parameters"] == 785 * 10
 

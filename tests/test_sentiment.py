@@ -8,7 +8,6 @@ import logging
 import pickle
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 import torch
@@ -35,6 +34,7 @@ from shared.capabilities import Describes, Explains, FitsOnTrain
 from shared.classification import Classifier, expected_calibration_error
 from shared.cli import quote_free_text
 from shared.errors import DataError, RecordError, UsageError
+from shared.fitters import load_estimator, save_estimator
 from shared.project import PredictItem
 from tests.conftest import finished_runs, train_one
 
@@ -206,15 +206,15 @@ def test_tfidf_lr_learns_the_rule_and_writes_plots_and_top_ngrams(trained_linear
     }
 
 
-def test_tfidf_classifier_is_a_pipeline_that_fits_clones_pickles_and_reads_its_weights(tmp_path: Path) -> None:
+def test_tfidf_classifier_is_a_pipeline_that_fits_clones_saves_and_reads_its_weights(tmp_path: Path) -> None:
     texts, labels = ToyReviews(train_size=200).load()["train"]
     model = tfidf_logistic_regression(C=None, Cs=(1.0, 4.0), cv=2)
     assert isinstance(model, Pipeline) and isinstance(model, Explains) and isinstance(model, Describes)
     copy = clone(model)
     assert type(copy) is TfidfClassifier and copy.get_params()["classifier__Cs"] == [1.0, 4.0]
     model.fit(texts, labels)
-    joblib.dump(model, tmp_path / "model.joblib")
-    loaded = joblib.load(tmp_path / "model.joblib")
+    save_estimator(model, tmp_path / "model.skops")
+    loaded = load_estimator(tmp_path / "model.skops", ("projects.sentiment.",))
     assert type(loaded) is TfidfClassifier
     assert np.array_equal(loaded.predict_proba(texts[:20]), model.predict_proba(texts[:20]))
     assert loaded.details() == model.details() and loaded.details()["chosen C"] in (1.0, 4.0)
@@ -403,8 +403,8 @@ def test_predict_explains_a_file_with_the_n_grams_that_weighed_most(cli, trained
 
 def test_a_model_that_cannot_explain_is_refused_clearly(cli, trained_linear: Path, isolated: Path) -> None:
     # a run saved before the model was a TfidfClassifier holds a plain Pipeline: it predicts, but cannot explain
-    model = joblib.load(trained_linear / "model.joblib")
-    joblib.dump(Pipeline(model.steps), trained_linear / "model.joblib")
+    model = load_estimator(trained_linear / "model.skops", ("projects.sentiment.",))
+    save_estimator(Pipeline(model.steps), trained_linear / "model.skops")
     plain = cli("sentiment", "predict", "text=a superb film", f"output={isolated / 'p.csv'}")
     assert plain.code == 0, plain.err
     refused = cli("sentiment", "predict", "text=a superb film", "explain=3", f"output={isolated / 'p.csv'}")

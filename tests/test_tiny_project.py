@@ -105,7 +105,7 @@ def test_the_run_object_refuses_what_is_not_a_usable_run(cli, isolated: Path, tm
 
     no_model = tmp_path / "no_model"
     shutil.copytree(run, no_model)
-    (no_model / "model.joblib").unlink()
+    (no_model / "model.skops").unlink()
     with pytest.raises(RunNotFoundError, match="holds no saved model"):
         load_run(TinyProject(), no_model, paths)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning import LightningModule
+from scipy import stats
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import StackingRegressor
 from sklearn.linear_model import RidgeCV
@@ -79,13 +80,36 @@ def stack(estimators: Mapping[str, Any], cv: int = 5, n_jobs: int | None = None)
     )
 
 
+class Distribution:
+    """A scipy.stats distribution kept as its name and arguments, rebuilt for each draw: the same draws as the
+    frozen distribution itself, but plain data that a run can store without a pickle (skops cannot walk scipy's
+    frozen distributions)."""
+
+    def __init__(self, name: str, args: Sequence[Any] = (), kwds: Mapping[str, Any] | None = None) -> None:
+        self.name, self.args, self.kwds = name, tuple(args), dict(kwds or {})
+
+    def rvs(self, random_state: Any = None, size: Any = None) -> Any:
+        return getattr(stats, self.name)(*self.args, **self.kwds).rvs(size=size, random_state=random_state)
+
+    def __repr__(self) -> str:
+        arguments = [*map(repr, self.args), *(f"{key}={value!r}" for key, value in self.kwds.items())]
+        return f"{self.name}({', '.join(arguments)})"
+
+
+def _storable(values: Any) -> Any:
+    """A search's candidate values: a list stays, a frozen scipy distribution becomes a `Distribution`."""
+    if isinstance(values, stats.distributions.rv_frozen):
+        return Distribution(values.dist.name, values.args, values.kwds)
+    return values
+
+
 def search(
     estimator: Any, distributions: Mapping[str, Any], n_iter: int = 10, cv: int = 3, n_jobs: int | None = None
 ) -> RandomizedSearchCV:
     """Randomized search over pipeline parameters (`regressor__max_features`, `preprocess__geo__n_clusters`)."""
     return RandomizedSearchCV(
         estimator,
-        dict(distributions),
+        {name: _storable(values) for name, values in distributions.items()},
         n_iter=n_iter,
         cv=KFold(cv, shuffle=True, random_state=42),
         scoring=_negative_point_rmse,

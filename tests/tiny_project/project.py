@@ -93,6 +93,7 @@ class TinyProject(Project):
     metrics = Metrics("acc", {"acc": MAX, "brier": MIN})
     config_dir = Path(__file__).parent / "configs"
     predict_usage = "input=points.csv output=preds.csv"
+    trusted_targets = ("sklearn.linear_model.LogisticRegression",)
 
     def score(self, data: ProjectData, split: str, outputs: np.ndarray) -> dict[str, float]:
         targets = data.targets(split)
