@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict, read_write
 
 from shared.config import SHARED_CONFIGS, project_config_dir, register_resolvers, searchpath_override
-from shared.errors import PortfolioError
+from shared.errors import PortfolioError, UsageError
 from shared.logs import route_library_logs
 from shared.project import Command, Project
 
@@ -123,6 +123,11 @@ def run(project: Project, argv: list[str] | None = None) -> int:
             print(f"error: {project.name} has no '{name}' command (no {config_dir / name}.yaml).", file=sys.stderr)
             return 2
         config_dir, config_name, extra = SHARED_CONFIGS, f"base_{name}", [f"project={project.name}"]
+    try:
+        _check_run_name(overrides)
+    except PortfolioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     register_resolvers()
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # Lightning-internal noise
     exit_code = 0
@@ -153,6 +158,19 @@ def run(project: Project, argv: list[str] | None = None) -> int:
     finally:
         sys.argv = saved_argv
     return exit_code
+
+
+def _check_run_name(overrides: list[str]) -> None:
+    """`name=` becomes a folder under runs/<project>/: refuse one that is not a plain folder name before Hydra runs."""
+    for override in overrides:
+        key, separator, value = override.lstrip("+~").partition("=")
+        if separator and key == "name" and value not in ("", "null"):
+            value = value.strip("'\"")
+            if Path(value).name != value or value in (".", ".."):
+                raise UsageError(
+                    f"name={value} is not a plain folder name: it would put the run outside runs/.",
+                    "use letters, digits, '-' and '_' only, e.g. name=try-1.",
+                )
 
 
 def _with_overrides(arguments: list[str], added: list[str]) -> list[str]:

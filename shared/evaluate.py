@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -14,10 +15,12 @@ from omegaconf import DictConfig
 from shared.data import ProjectData
 from shared.errors import UsageError
 from shared.fitters import Fitter, inference_device
-from shared.io import write_json
+from shared.io import OutputError, write_json
 from shared.project import Evaluation, Project
 from shared.reports import plot_learning_curves
 from shared.runs import PLOTS_DIR, load_run
+
+EVALUATIONS_DIR = "evaluations"  # <run>/evaluations/<split>/: evaluation.json and its plots
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +68,36 @@ def write_plots(
 
 
 def evaluate_command(project: Project, cfg: DictConfig) -> None:
-    """`evaluate`: score a finished run's model on a split again and refresh its plots."""
+    """`evaluate`: score a finished run's model on a split again, into `<run>/evaluations/<split>/`.
+
+    The plots and metrics of training, which the model card shows, are left as they were. A run folder that
+    cannot be written (read-only, someone else's) is scored all the same, and the result only printed.
+    """
     run = load_run(project, cfg.get("run"), cfg.paths, inference_device(cfg.get("trainer")))
     log.info("evaluating run %s", run.directory)
     data = run.prepared_data
     if cfg.split not in data.splits:
         raise UsageError(f"the run's data has no '{cfg.split}' split.", f"use split={' or split='.join(data.splits)}.")
     evaluations = evaluate_splits(project, run.fitter, run.model, data, [cfg.split], run.device)
-    plots = write_plots(project, run.directory, evaluations[cfg.split], data, run.model)
-    result = {
-        "run": str(run.directory),
-        "split": cfg.split,
-        "metrics": evaluations[cfg.split].metrics,
-        "plots": plots,
-        "evaluated_at": datetime.now().isoformat(timespec="seconds"),
-    }
-    write_json(run.directory / "evaluation.json", result)
-    print(format_metrics(evaluations[cfg.split].metrics, title=f"{project.name} {run.name} ({cfg.split})"))
+    title = f"{project.name} {run.name} ({cfg.split})"
+    destination = run.directory / EVALUATIONS_DIR / cfg.split
+    try:
+        if not os.access(run.directory, os.W_OK):
+            raise OutputError(f"{run.directory} is read-only.")
+        plots = write_plots(project, destination, evaluations[cfg.split], data, run.model)
+        result = {
+            "run": str(run.directory),
+            "split": cfg.split,
+            "metrics": evaluations[cfg.split].metrics,
+            "plots": plots,
+            "evaluated_at": datetime.now().isoformat(timespec="seconds"),
+        }
+        write_json(destination / "evaluation.json", result)
+    except OutputError as error:
+        log.warning("the evaluation is printed, not saved: %s", error.problem)
+        print(format_metrics(evaluations[cfg.split].metrics, title=title))
+        return
+    print(format_metrics(evaluations[cfg.split].metrics, title=title) + f"\nsaved to {destination}")
 
 
 def format_metrics(metrics: dict[str, float], title: str) -> str:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from shared.capabilities import Explains, format_explanation
 from shared.errors import RecordError, UsageError
 from shared.fitters import inference_device
-from shared.io import atomic_path
+from shared.io import atomic_path, finite_values
 from shared.project import PredictItem, Project
 from shared.reports import markdown_table
 from shared.runs import Run, load_run
@@ -58,8 +58,10 @@ def read_items(project: Project, run: Run, cfg: DictConfig) -> list[PredictItem]
 
 def predict_values(project: Project, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:
     """The rows that answer each parsed record, with an `explanation` when `explain=N` asks for one."""
+    count = cfg.get("explain") or 0
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise UsageError(f"explain={count} is not a count of features.", "use explain=0 (off) or a count: explain=5.")
     answers = project.predict_rows(run, values, cfg)
-    count = int(cfg.get("explain") or 0)
     if count > 0:
         if not isinstance(run.model, Explains):
             raise UsageError(
@@ -78,9 +80,7 @@ def predict_command(project: Project, cfg: DictConfig) -> int:
     Returns 0 when every record was predicted, `PARTIAL_FAILURE_EXIT_CODE` when some could not be read.
     A record given on the command line is also shown on the terminal.
     """
-    output = Path(str(cfg.output)).expanduser()
-    if output.suffix.lower() not in (".csv", ".jsonl"):
-        raise UsageError(f"output {output} must end in .csv or .jsonl.", "for example output=predictions.csv")
+    output = output_path(cfg)
     run = load_run(project, cfg.get("run"), cfg.paths, inference_device(cfg.get("trainer")))
     items = read_items(project, run, cfg)
     readable = [item for item in items if item.error is None]
@@ -92,9 +92,9 @@ def predict_command(project: Project, cfg: DictConfig) -> int:
             rows.append({"input": item.name, "error": item.error})
         else:
             rows += [{"input": item.name, **row, "error": ""} for row in answer_of[id(item)]]
-    write_rows(output, rows)
-
-    print(f"{len(readable)} of {len(items)} inputs predicted with run {run.name} -> {output}")
+    if output is not None:
+        write_rows(output, rows)
+    print(f"{len(readable)} of {len(items)} inputs predicted with run {run.name}" + (f" -> {output}" if output else ""))
     for item in items:
         if item.error:
             print(f"  could not read {item.name}: {item.error}")
@@ -102,6 +102,22 @@ def predict_command(project: Project, cfg: DictConfig) -> int:
         shown = pd.DataFrame(rows).drop(columns=["input", "error"], errors="ignore")
         print(markdown_table(shown), end="")
     return PARTIAL_FAILURE_EXIT_CODE if len(readable) < len(items) else 0
+
+
+def output_path(cfg: DictConfig) -> Path | None:
+    """Where predictions go: `output=`, else `predictions.csv` for an `input=` file, else nowhere (a record typed on
+    the command line is printed). Never the input itself, and only .csv or .jsonl."""
+    source = cfg.get("input")
+    if cfg.get("output") is None:
+        return Path("predictions.csv") if source else None
+    output = Path(str(cfg.output)).expanduser()
+    if output.suffix.lower() not in (".csv", ".jsonl"):
+        raise UsageError(f"output={cfg.output} must end in .csv or .jsonl.", "for example output=predictions.csv")
+    if source and output.resolve() == Path(str(source)).expanduser().resolve():
+        raise UsageError(
+            f"output={cfg.output} is the input file: predicting would overwrite it.", "name another output=."
+        )
+    return output
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -113,7 +129,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as stream:
         if path.suffix.lower() == ".jsonl":
             for row in rows:
-                stream.write(json.dumps(row, default=str) + "\n")
+                stream.write(json.dumps(finite_values(row), default=str, allow_nan=False) + "\n")
         else:
             writer = csv.DictWriter(stream, fieldnames=fields)
             writer.writeheader()

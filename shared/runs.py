@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from shared.config import CONFIG_FILE, load_run_config
-from shared.errors import RunNotFoundError
+from shared.errors import RunNotFoundError, UsageError
 from shared.fitters import Fitter, fitter_that_saved
 from shared.io import read_json
 
@@ -45,17 +45,30 @@ LIBRARIES = (
 
 
 def new_run_dir(runs_dir: str, project: str, name: str | None = None) -> str:
-    """A fresh run directory path `<runs_dir>/<project>/<timestamp>[-<name>]` that does not exist yet.
+    """A fresh run directory `<runs_dir>/<project>/<timestamp>[-<name>]`, created here, exclusively.
 
-    Used as an OmegaConf resolver for `hydra.run.dir`: Hydra evaluates it once per job.
+    Used as an OmegaConf resolver for `hydra.run.dir`: Hydra evaluates it once per job. Two trainings started
+    in the same second (or the jobs of a sweep) each get their own folder: the name is taken by creating it,
+    and a taken name gets a suffix. `name` is one path component: no separators, no `..`.
     """
+    if name is not None and (not str(name) or Path(str(name)).name != str(name) or str(name) in (".", "..")):
+        raise UsageError(
+            f"name={name} is not a plain folder name (it would put the run outside {Path(runs_dir) / project}).",
+            "use letters, digits, '-' and '_' only, e.g. name=try-1.",
+        )
     stem = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + (f"-{name}" if name else "")
     base = Path(runs_dir).expanduser() / project
-    candidate, attempt = base / stem, 1
-    while candidate.exists():
-        attempt += 1
-        candidate = base / f"{stem}.{attempt}"
-    return str(candidate)
+    base.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        candidate = base / (stem if attempt == 1 else f"{stem}.{attempt}")
+        if not candidate.resolve().is_relative_to(base.resolve()):
+            raise UsageError(f"the run folder {candidate} would lie outside {base}.", "use a plain name=.")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise UsageError(f"no free run folder name under {base} for {stem}.", "pass another name=.")
 
 
 def successful_runs(runs_dir: str | Path, project: str) -> list[Path]:

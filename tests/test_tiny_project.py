@@ -46,8 +46,14 @@ def test_train_evaluate_predict_compare_through_the_core(cli, isolated: Path, tm
 
     result = cli(tiny, "evaluate", "split=val")
     assert result.code == 0, result.err
-    evaluation = json.loads((run / "evaluation.json").read_text())
+    evaluation = json.loads((run / "evaluations" / "val" / "evaluation.json").read_text())
     assert evaluation["metrics"]["val/acc"] == pytest.approx(metrics["metrics"]["val/acc"])
+    assert (run / "metrics.json").read_text() == json.dumps(metrics, indent=2) + "\n", "training's record is kept"
+
+    shutil.rmtree(run / "evaluations")
+    (run / "evaluations").write_text("in the way")  # a run that cannot be written to: scored and printed anyway
+    result = cli(tiny, "evaluate", "split=test")
+    assert result.code == 0 and "test/acc" in result.out and "printed, not saved" in result.out + result.err
 
     points = tmp_path / "points.csv"
     points.write_text("x,y\n-2,0\n2.1,0.1\n0,2.6\nnorth,1\n")
