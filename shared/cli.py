@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -18,9 +19,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict, read_write
 
 from shared.config import SHARED_CONFIGS, project_config_dir, register_resolvers, searchpath_override
-from shared.errors import PortfolioError, UsageError
+from shared.errors import Interrupted, PortfolioError, UsageError
+from shared.io import write_text
 from shared.logs import route_library_logs
 from shared.project import Command, Project
+from shared.runs import INTERRUPTED_FILE, LAST_CHECKPOINT, resume_overrides
 
 
 def _train(project: Project, cfg: DictConfig) -> None:
@@ -125,6 +128,8 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         config_dir, config_name, extra = SHARED_CONFIGS, f"base_{name}", [f"project={project.name}"]
     try:
         _check_run_name(overrides)
+        if name == "train":
+            overrides = resume_overrides(project, overrides)
     except PortfolioError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -145,9 +150,9 @@ def run(project: Project, argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             exit_code = error.exit_code
             _discard_unfinished_run(name)
-        except KeyboardInterrupt:
-            print("interrupted: the run directory has no metrics.json and counts as unfinished", file=sys.stderr)
-            exit_code = 130
+        except (Interrupted, KeyboardInterrupt) as stop:
+            exit_code = stop.exit_code if isinstance(stop, Interrupted) else 128 + signal.SIGINT
+            _report_interruption(project, name)
 
     saved_argv = sys.argv
     sys.argv = [original_argv[0], *_with_overrides(overrides, [*extra, searchpath_override()])]
@@ -189,12 +194,28 @@ def _pin_run_dir() -> None:
 
 
 def _discard_unfinished_run(command: str) -> None:
-    """A train stopped by a user error leaves no run directory: it holds nothing but Hydra's files."""
+    """A train stopped by a user error leaves no run directory when it holds nothing but Hydra's files; one with
+    checkpoints (a resumed run) is kept."""
     if command != "train" or not HydraConfig.initialized():
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if run_dir.is_dir() and not any(run_dir.glob("*.ckpt")) and not (run_dir / "metrics.json").exists():
+    if run_dir.is_dir() and not any(run_dir.rglob("*.ckpt")) and not (run_dir / "metrics.json").exists():
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _report_interruption(project: Project, command: str) -> None:
+    """Say how to continue an interrupted train, and mark its folder: `INTERRUPTED` beside its checkpoints."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    if command != "train" or run_dir is None or not run_dir.is_dir():
+        print("interrupted", file=sys.stderr)
+        return
+    if (run_dir / LAST_CHECKPOINT).is_file():
+        resume = f"python -m projects.{project.name} train resume={run_dir}"
+        write_text(run_dir / INTERRUPTED_FILE, resume + "\n")
+        print(f"interrupted: resume with {resume}", file=sys.stderr)
+    else:
+        _discard_unfinished_run(command)
+        print("interrupted before the first checkpoint: nothing to resume; train again", file=sys.stderr)
 
 
 def main(project: Project) -> None:

@@ -34,3 +34,16 @@ class RunNotFoundError(PortfolioError):
 class RecordError(ValueError):
     """One input of `predict` (a file, a line, a JSON record) cannot be used: its own row carries the message,
     and the other inputs are still predicted. Raised by a project's `parse_record`."""
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal (Ctrl-C, SIGTERM from a scheduler). The run stays resumable from its last
+    checkpoint; the command exits with 128 + the signal's number (130, 143), as shells report them."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(f"signal {signal_number}")
+        self.signal_number = signal_number
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signal_number

@@ -9,6 +9,7 @@ called once per HTTP request.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import warnings
 import zipfile
@@ -24,6 +25,7 @@ from hydra.utils import instantiate
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import move_data_to_device
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.pipeline import Pipeline
@@ -31,7 +33,7 @@ from sklearn.pipeline import Pipeline
 from shared.capabilities import CarriesPreprocessor
 from shared.config import build
 from shared.data import ProjectData
-from shared.errors import RunNotFoundError, UsageError
+from shared.errors import Interrupted, RunNotFoundError, UsageError
 from shared.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -137,10 +139,17 @@ def resolve_precision(accelerator: str, precision: Any) -> Any:
 
 
 class History(Callback):
-    """Records every epoch's logged metrics, whatever loggers are configured, for the learning curves."""
+    """Records every epoch's logged metrics, whatever loggers are configured, for the learning curves. Its rows
+    travel in the checkpoint, so a resumed run's curves start at epoch 1, not at the resumption."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
@@ -184,10 +193,8 @@ class LightningFitter(Fitter):
         started = time.perf_counter()
         with warnings.catch_warnings():  # without a val split the kept weights are the last: said below, not warned
             warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
-            trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
+            _fit_or_raise_interrupted(trainer, model, train_loader, val_loader, cfg.get("resume"))
         seconds = time.perf_counter() - started
-        if trainer.interrupted:
-            raise KeyboardInterrupt
         checkpoint = trainer.checkpoint_callback
         if isinstance(checkpoint, ModelCheckpoint) and checkpoint.monitor and checkpoint.best_model_path:
             log.info(
@@ -246,6 +253,27 @@ class LightningFitter(Fitter):
     @staticmethod
     def parameter_count(model: LightningModule) -> int:
         return sum(parameter.numel() for parameter in model.parameters())
+
+
+def _fit_or_raise_interrupted(
+    trainer: Trainer, model: LightningModule, train_loader: Any, val_loader: Any, resume: str | None
+) -> None:
+    """`Trainer.fit` (from `resume`, a full checkpoint, when given), with a signal turned into `Interrupted`.
+
+    Lightning answers SIGTERM with `SIGTERMException` (a `SystemExit` of code 0) and Ctrl-C with `sys.exit(1)`;
+    both would otherwise end the command as if it had finished or failed, not as interrupted.
+    """
+    try:
+        trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=resume)
+    except SIGTERMException as stop:
+        raise Interrupted(signal.SIGTERM) from stop
+    except SystemExit as stop:
+        if trainer.interrupted:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-C
+            raise Interrupted(signal.SIGINT) from stop
+        raise
+    if trainer.interrupted:
+        raise Interrupted(signal.SIGINT)
 
 
 def _preprocessed(model: LightningModule, inputs: Any) -> Any:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from shared.config import CONFIG_FILE, load_run_config
+from shared.config import CONFIG_FILE, compose_config, load_run_config
 from shared.errors import RunNotFoundError, UsageError
 from shared.fitters import Fitter, fitter_that_saved
 from shared.io import read_json
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from shared.project import Project
 
 METRICS_FILE = "metrics.json"
+LAST_CHECKPOINT = "checkpoints/last.ckpt"  # everything a resumed train needs: weights, optimiser, loops
+INTERRUPTED_FILE = "INTERRUPTED"  # written when a signal stopped the run: how to resume it
 CARD_FILE = "MODEL_CARD.md"
 PLOTS_DIR = "plots"
 LIBRARIES = (
@@ -104,6 +106,49 @@ def resolve_run(run: str | Path | None, runs_dir: str | Path, project: str) -> P
             f"train one first (python -m projects.{project} train), or pass run=<run directory>.",
         )
     return runs[-1]
+
+
+def unfinished_runs(runs_dir: str | Path, project: str) -> list[Path]:
+    """Runs of `project` that stopped before `metrics.json` but left a checkpoint to resume, oldest first."""
+    root = Path(runs_dir).expanduser() / project
+    if not root.is_dir():
+        return []
+    runs = [path.parents[1] for path in root.rglob(LAST_CHECKPOINT) if not (path.parents[1] / METRICS_FILE).exists()]
+    return sorted(runs, key=lambda run: (run / LAST_CHECKPOINT).stat().st_mtime)
+
+
+def resume_overrides(project: Project, overrides: list[str]) -> list[str]:
+    """`train resume=RUN|latest` as the overrides that continue that run: its own command line again, into its
+    own folder, from its last full checkpoint (later overrides, `trainer=cpu` say, still apply)."""
+    asked = [item.partition("=")[2] for item in overrides if item.startswith("resume=")]
+    if not asked or asked[-1] in ("", "null"):
+        return overrides
+    others = [item for item in overrides if not item.startswith("resume=")]
+    # the runs folder, as the command line and the environment set it
+    paths = [item for item in others if item.startswith("paths.")]
+    runs_dir = compose_config(project.name, "train", paths, project.config_dir).paths.runs_dir
+    if asked[-1] == "latest":
+        candidates = unfinished_runs(runs_dir, project.name)
+        if not candidates:
+            raise UsageError(
+                f"no interrupted {project.name} run to resume under {Path(runs_dir) / project.name}.",
+                f"pass resume=<run folder>, or start one: python -m projects.{project.name} train",
+            )
+        run_dir = candidates[-1]
+    else:
+        run_dir = Path(asked[-1]).expanduser().resolve()
+    if (run_dir / METRICS_FILE).exists():
+        raise UsageError(f"{run_dir} finished already: there is nothing to resume.", "train a new run instead.")
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        raise UsageError(
+            f"{run_dir} has no {LAST_CHECKPOINT} to resume from (Lightning runs keep one from their first epoch).",
+            f"train again: python -m projects.{project.name} train",
+        )
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    saved = [str(item) for item in (OmegaConf.load(saved_file) if saved_file.is_file() else [])]
+    saved = [item for item in saved if not item.startswith(("resume=", "hydra.run.dir="))]
+    (run_dir / INTERRUPTED_FILE).unlink(missing_ok=True)
+    return [*saved, *others, f"resume={run_dir / LAST_CHECKPOINT}", f"hydra.run.dir={run_dir}"]
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
