@@ -202,11 +202,22 @@ def fetch_files(
 def holdout_indices(count: int, holdout: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split `range(count)` into (kept, held-out) index arrays, reproducibly for a given seed.
 
-    `holdout` is a count, or a fraction when below 1.
+    `holdout` is a count, or a fraction when below 1. Both parts must be non-empty: the error says which is not.
     """
     size = round(holdout * count) if holdout < 1 else int(holdout)
+    if holdout <= 0:
+        raise DataError(
+            f"a held-out size of {holdout} holds out no examples: no validation split is not supported by this data.",
+            "use a positive size: a fraction below 1 (0.1) or a count of examples (100).",
+        )
     if not 0 < size < count:
-        raise DataError(f"cannot hold out {holdout} of {count} examples.", "choose a smaller validation size.")
+        smallest = max(2, int(0.5 / holdout)) if holdout < 1 else int(holdout) + 1
+        needed = next(n for n in range(smallest, 1 << 62) if 0 < (round(holdout * n) if holdout < 1 else holdout) < n)
+        raise DataError(
+            f"cannot hold out {holdout} of {count} examples: both parts need at least one.",
+            f"holding out {holdout} needs at least {needed} examples: give more data"
+            + (", or hold out fewer." if size >= count and count > 1 else "."),
+        )
     order = np.random.default_rng(seed).permutation(count)
     return np.sort(order[size:]), np.sort(order[:size])
 

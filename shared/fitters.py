@@ -281,9 +281,43 @@ def _preprocessed(model: LightningModule, inputs: Any) -> Any:
     return model.preprocessor.transform(inputs) if isinstance(model, CarriesPreprocessor) else inputs
 
 
+# Trainer options that must be whole numbers, and their least value (None allowed where Lightning takes it).
+_COUNTS = {
+    "max_epochs": 1,
+    "min_epochs": 0,
+    "log_every_n_steps": 1,
+    "check_val_every_n_epoch": 1,
+    "num_sanity_val_steps": -1,
+    "num_nodes": 1,
+    "accumulate_grad_batches": 1,
+}
+
+
+def check_trainer_options(options: dict[str, Any]) -> None:
+    """Refuse trainer values Lightning would take and fail on later (`max_epochs=abc`), or that make no sense
+    (`max_epochs=0`: an untrained model saved as a finished run)."""
+    for name, least in _COUNTS.items():
+        value = options.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise UsageError(
+                f"trainer.{name}={value} is not a whole number of at least {least}.",
+                f"set trainer.{name} to an integer ≥ {least}, e.g. trainer.{name}={max(least, 1)}.",
+            )
+    clip = options.get("gradient_clip_val")
+    if clip is not None and (not isinstance(clip, int | float) or isinstance(clip, bool) or clip < 0):
+        raise UsageError(f"trainer.gradient_clip_val={clip} is not a non-negative number.", "use null (off) or 1.0.")
+    for name in ("limit_train_batches", "limit_val_batches", "val_check_interval", "overfit_batches"):
+        value = options.get(name)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
+            raise UsageError(f"trainer.{name}={value} is not a count or a fraction.", f"e.g. trainer.{name}=0.5.")
+
+
 def _trainer_options(cfg: DictConfig) -> dict[str, Any]:
     """The `trainer` group as Trainer arguments, with `precision: auto` resolved and a clear error for a missing GPU."""
     options: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
+    check_trainer_options(options)
     if str(options.get("accelerator")) in ("gpu", "cuda"):
         _require_cuda()
     options["precision"] = resolve_precision(str(options.get("accelerator", "auto")), options.get("precision"))

@@ -10,24 +10,33 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# Pixels per image, checked from the header before anything is decoded: a 6000×6000 photo is 36 megapixels; a
+# 20000×20000 one-bit PNG is a 50 KB file that would decode to 400 MB (a decompression bomb).
+MAX_PIXELS = 40_000_000
+# Modes whose values are wider than 8 bits: PIL's own conversion to "L" clips them, so they are scaled here.
+WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+# The scales pixels may come in; values above the last are no image's.
+SCALES = (1.0, 255.0, 65535.0)
 
 
 def decode_image(payload: Any, mode: str) -> np.ndarray:
     """An image as floats in [0, 1]: H×W for `mode="L"` (grey), H×W×3 for `"RGB"`.
 
     `payload` is encoded image bytes, base64 text of them, a file path, a NumPy array or a nested list of pixels
-    (values in [0, 1], or 0-255 when any exceeds 1). Anything else, or bytes that are no image, is a `RecordError`.
+    (values in [0, 1], 0-255 when any exceeds 1, 0-65535 when any exceeds 255). Anything else, bytes that are no
+    image, an image over `MAX_PIXELS` or pixels that are NaN, infinite or negative are a `RecordError`.
     """
     if isinstance(payload, Path):
         payload = _read_bytes(payload)
@@ -37,13 +46,54 @@ def decode_image(payload: Any, mode: str) -> np.ndarray:
         except (binascii.Error, ValueError) as error:
             raise RecordError(f"not base64 image data ({error})") from error
     if isinstance(payload, bytes | bytearray):
-        try:
+        return _decode_bytes(bytes(payload), mode)
+    return _pixels(payload, mode)
+
+
+def _decode_bytes(payload: bytes, mode: str) -> np.ndarray:
+    """Encoded image bytes as floats in [0, 1]; any failure of the decoder is this image's error alone."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS, lower, is checked below
             with Image.open(io.BytesIO(payload)) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise RecordError(_too_large(width, height))
+                if image.mode in WIDE_MODES:  # 16-bit grey, 32-bit integer or float: scaled by their own range
+                    wide = np.asarray(image, dtype=np.float64)
+                    if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):
+                        wide = wide / 65535.0
+                    return _pixels(wide, mode)
                 converted = ImageOps.grayscale(image) if mode == "L" else image.convert("RGB")
                 return np.asarray(converted, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            raise RecordError(f"not a readable image ({type(error).__name__}: {error})") from error
-    return _pixels(payload, mode)
+    except RecordError:
+        raise
+    except Image.DecompressionBombError as error:  # above PIL's own hard limit: it refuses to open the file
+        size = _declared_size(payload)
+        raise RecordError(_too_large(*size) if size else f"too large ({error})") from error
+    except Exception as error:  # a broken file can fail anywhere in a decoder (OSError, SyntaxError, struct.error)
+        raise RecordError(f"not a readable image ({type(error).__name__}: {error})") from error
+
+
+def _too_large(width: int, height: int) -> str:
+    return (
+        f"too large: {width}×{height} pixels, the limit is {MAX_PIXELS:,} ({MAX_PIXELS / 1e6:g} megapixels); "
+        "resize it first"
+    )
+
+
+def _declared_size(payload: bytes) -> tuple[int, int] | None:
+    """An image's width and height from its header alone (no decoding), by the first PIL plugin that reads it."""
+    Image.init()
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        try:
+            if accept is None or accept(payload[:16]):
+                with factory(io.BytesIO(payload), "") as image:
+                    return image.size
+        except Exception:  # not this format: try the next
+            continue
+    return None
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -53,21 +103,32 @@ def _read_bytes(path: Path) -> bytes:
         raise RecordError(f"cannot read {path.name} ({error.strerror or error})") from error
 
 
+def _scale(maximum: float) -> float:
+    """The range pixels up to `maximum` come in (1, 255 or 65535), or a `RecordError` when none holds them."""
+    scale = next((scale for scale in SCALES if maximum <= scale), None)
+    if scale is None:
+        raise RecordError(f"pixel values up to {maximum:g}: expected 0-1, 0-255 or 0-65535")
+    return scale
+
+
 def _pixels(payload: Any, mode: str) -> np.ndarray:
     """A NumPy array or nested list of pixels as floats in [0, 1], converted to `mode`."""
     try:
-        array = np.asarray(payload, dtype=np.float32)
+        array = np.asarray(payload, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise RecordError(f"pixels must be numbers in a rectangular H×W or H×W×3 array ({error})") from error
     if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
         array = array[..., :3] if array.shape[-1] != 1 else array[..., 0]
     if array.ndim not in (2, 3) or min(array.shape[:2], default=0) == 0:
         raise RecordError(f"pixels of shape {array.shape}: expected H×W (grey) or H×W×3 (colour)")
-    if not np.isfinite(array).all() or array.min() < 0:
-        raise RecordError("pixels must be finite and not negative")
-    if array.max(initial=0.0) > 1.0:
-        array = array / 255.0
-    array = np.clip(array, 0.0, 1.0)
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise RecordError(_too_large(array.shape[1], array.shape[0]))
+    broken = int(np.count_nonzero(~np.isfinite(array)))
+    if broken:
+        raise RecordError(f"{broken} pixel(s) are NaN or infinite: every pixel must be a finite number")
+    if array.min() < 0:
+        raise RecordError(f"pixels must not be negative (the lowest is {array.min():g})")
+    array = (array / _scale(float(array.max(initial=0.0)))).astype(np.float32)
     if mode == "L" and array.ndim == 3:
         return array @ np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as PIL's "L"
     if mode == "RGB" and array.ndim == 2:
@@ -97,16 +158,32 @@ def image_items(path: Path, parse: Callable[[str, Any], PredictItem]) -> list[Pr
             )
         return [parse(file.name, file) for file in files]
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise DataError(f"{path} is not a readable .npy array ({error}).", "save it with numpy.save.") from error
-        if array.ndim == 2:
-            array = array[None]
-        if array.ndim not in (3, 4) or not np.issubdtype(array.dtype, np.number):
-            raise DataError(
-                f"{path} holds a {array.dtype} array of shape {array.shape}.", "save N×H×W or N×H×W×3 images."
-            )
-        scale = 255.0 if array.max(initial=0) > 1.0 else 1.0  # one scale for the whole stack
-        return [parse(str(index), image.astype(np.float32) / scale) for index, image in enumerate(array)]
+        return _npy_items(path, parse)
     return [parse(path.name, path)]
+
+
+def _npy_items(path: Path, parse: Callable[[str, Any], PredictItem]) -> list[PredictItem]:
+    """One item per image of a `.npy` stack, all on one scale (0-1, 0-255 or 0-65535, from the finite pixels);
+    an image with NaN or infinite pixels is its own error, and does not change the others' scale."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)  # the header first: no huge read before the checks
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"{path} is not a readable .npy array ({error}).", "save it with numpy.save.") from error
+    if array.ndim == 2:
+        array = array[None]
+    numeric = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    if array.ndim not in (3, 4) or not numeric:
+        raise DataError(f"{path} holds a {array.dtype} array of shape {array.shape}.", "save N×H×W or N×H×W×3 images.")
+    if array.shape[1] * array.shape[2] > MAX_PIXELS:
+        raise DataError(
+            f"{path} holds images of {array.shape[2]}×{array.shape[1]} pixels, over the limit of {MAX_PIXELS:,}.",
+            "resize them before predicting.",
+        )
+    if len(array) == 0:
+        raise DataError(f"{path} holds no images (shape {array.shape}).", "save N×H×W or N×H×W×3 images, N ≥ 1.")
+    maxima = [np.max(image, initial=0.0, where=np.isfinite(image)) for image in array]
+    try:
+        scale = _scale(float(max(maxima)))
+    except RecordError as error:
+        raise DataError(f"{path}: {error}.", "save the images' pixels as 0-1, 0-255 or 0-65535 values.") from error
+    return [parse(str(index), np.asarray(image, dtype=np.float64) / scale) for index, image in enumerate(array)]

@@ -9,6 +9,7 @@ that says what is missing, a folder that is not a finished run of the project.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from shared.io import read_json
 if TYPE_CHECKING:
     from shared.data import ProjectData
     from shared.project import Project
+
+log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"  # everything a resumed train needs: weights, optimiser, loops
@@ -74,11 +77,20 @@ def new_run_dir(runs_dir: str, project: str, name: str | None = None) -> str:
 
 
 def successful_runs(runs_dir: str | Path, project: str) -> list[Path]:
-    """Every run of `project` that finished, oldest first (by when `metrics.json` was written)."""
+    """Every run of `project` that finished, oldest first (by when `metrics.json` was written). A run whose
+    `metrics.json` is not readable JSON is passed over with a warning, so one broken folder breaks nothing else."""
     root = Path(runs_dir).expanduser() / project
     if not root.is_dir():
         return []
-    runs = [metrics.parent for metrics in root.rglob(METRICS_FILE)]
+    runs = []
+    for metrics in root.rglob(METRICS_FILE):
+        try:
+            if not isinstance(read_json(metrics), dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            log.warning("skipping %s: its %s is broken (%s)", metrics.parent, METRICS_FILE, error)
+            continue
+        runs.append(metrics.parent)
     return sorted(runs, key=lambda run: (run / METRICS_FILE).stat().st_mtime)
 
 
@@ -152,8 +164,15 @@ def resume_overrides(project: Project, overrides: list[str]) -> list[str]:
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """The `metrics.json` of a run."""
-    return read_json(Path(run_dir) / METRICS_FILE)
+    """The `metrics.json` of a run; a broken one is a `RunNotFoundError` that says so."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        metrics = read_json(path)
+    except (OSError, ValueError) as error:
+        raise RunNotFoundError(f"{path} is broken ({error}).", "train the run again, or pass another run=.") from error
+    if not isinstance(metrics, dict):
+        raise RunNotFoundError(f"{path} is not a JSON object.", "train the run again, or pass another run=.")
+    return metrics
 
 
 @dataclass

@@ -33,6 +33,8 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     Returns the content of `metrics.json` (empty on non-zero ranks of a multi-process run).
     """
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
+        raise UsageError(f"seed={cfg.seed} is not a whole number in 0 .. 2**32 - 1.", "e.g. seed=42.")
     seed_everything(cfg.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")

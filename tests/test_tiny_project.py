@@ -146,3 +146,31 @@ def test_prediction_builds_no_trainer(cli, isolated: Path, monkeypatch: pytest.M
     monkeypatch.setattr(lightning.Trainer, "__init__", no_trainer)
     values = [run.project.parse_record({"x": x, "y": 0.0}, run, run.config) for x in (-2.0, 2.0)]
     assert run.predict(values).argmax(axis=1).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs=abc is not a whole number"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 is not a whole number of at least 1"),
+        ("trainer.gradient_clip_val=-1", "not a non-negative number"),
+        ("seed=-1", "seed=-1 is not a whole number"),
+        ("name=a/../../b", "not a plain folder name"),
+    ],
+)
+def test_settings_that_make_no_sense_are_refused_before_training(cli, isolated: Path, override: str, message: str):
+    result = cli(TinyProject(), "train", *SMOKE, "model=network", override)
+    assert result.code == 2 and message in result.err and "fix:" in result.err and "Traceback" not in result.err
+    assert not (isolated / "runs" / "tiny").exists() or not any((isolated / "runs" / "tiny").iterdir())
+
+
+def test_a_broken_metrics_file_is_skipped_not_fatal(cli, isolated: Path) -> None:
+    assert cli(TinyProject(), "train", *SMOKE).code == 0
+    broken = isolated / "runs" / "tiny" / "broken"
+    broken.mkdir()
+    (broken / "metrics.json").write_text("{not json")
+    result = cli(TinyProject(), "compare")
+    assert result.code == 0 and "1 runs" in result.out
+    assert cli(TinyProject(), "evaluate").code == 0, "the latest readable run is evaluated"
+    result = cli(TinyProject(), "evaluate", f"run={broken}")
+    assert result.code == 1 and "is broken" in result.err
