@@ -130,6 +130,8 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         _check_run_name(overrides)
         if name == "train":
             overrides = resume_overrides(project, overrides)
+        else:  # `data.path=moved.csv` patches a finished run's data config, which the command's own config lacks
+            overrides = [f"++{item}" if item.startswith("data.") else item for item in overrides]
     except PortfolioError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

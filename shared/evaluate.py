@@ -73,7 +73,7 @@ def evaluate_command(project: Project, cfg: DictConfig) -> None:
     The plots and metrics of training, which the model card shows, are left as they were. A run folder that
     cannot be written (read-only, someone else's) is scored all the same, and the result only printed.
     """
-    run = load_run(project, cfg.get("run"), cfg.paths, inference_device(cfg.get("trainer")))
+    run = load_run(project, cfg.get("run"), cfg.paths, inference_device(cfg.get("trainer")), cfg.get("data"))
     log.info("evaluating run %s", run.directory)
     data = run.prepared_data
     if cfg.split not in data.splits:

@@ -81,7 +81,7 @@ def predict_command(project: Project, cfg: DictConfig) -> int:
     A record given on the command line is also shown on the terminal.
     """
     output = output_path(cfg)
-    run = load_run(project, cfg.get("run"), cfg.paths, inference_device(cfg.get("trainer")))
+    run = load_run(project, cfg.get("run"), cfg.paths, inference_device(cfg.get("trainer")), cfg.get("data"))
     items = read_items(project, run, cfg)
     readable = [item for item in items if item.error is None]
     answers = predict_values(project, run, [item.value for item in readable], cfg) if readable else []

@@ -211,9 +211,16 @@ class Run:
         return self.project.outputs(raw)
 
 
-def load_run(project: Project, run: str | Path | None, paths: DictConfig, device: torch.device | None = None) -> Run:
+def load_run(
+    project: Project,
+    run: str | Path | None,
+    paths: DictConfig,
+    device: torch.device | None = None,
+    data: DictConfig | None = None,
+) -> Run:
     """The run named by `run` (a folder), or the latest finished run of `project`, loaded.
 
+    `data` patches the run's data config (`evaluate data.path=moved.csv`: a user's file that moved since).
     A folder that is not a finished run, that holds no model, or that belongs to another project is a
     `RunNotFoundError` naming what is missing and how to get a usable run.
     """
@@ -237,6 +244,8 @@ def load_run(project: Project, run: str | Path | None, paths: DictConfig, device
             )
         raise RunNotFoundError(f"{directory} holds no saved model (model.ckpt or model.skops).", train_again)
     config = load_run_config(directory)
+    if data:
+        config = OmegaConf.merge(config, {"data": data})
     for node in ("model", "data"):
         _refuse_untrusted_targets(project, config.get(node), f"{directory / CONFIG_FILE}: {node}")
     model = fitter.load(config.model, directory, (project.package,))
