@@ -145,6 +145,8 @@ def choose_monitor(cfg: DictConfig, data: ProjectData, declared: Metrics) -> Non
         )
     with open_dict(cfg):
         cfg.monitor = {"metric": metric, "mode": mode or "min"}  # without a metric the mode is never read
+        if metric is None and callbacks.get("model_checkpoint") and callbacks.get("last_checkpoint"):
+            del cfg.callbacks["model_checkpoint"]  # nothing to choose the best by: the last checkpoint is the one
 
 
 def run_identity() -> dict[str, Any]:
