@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator, is_classifier
 from sklearn.pipeline import Pipeline
 
 from shared.capabilities import CarriesPreprocessor
+from shared.checks import whole
 from shared.config import build
 from shared.data import ProjectData
 from shared.errors import Interrupted, RunNotFoundError, UsageError
@@ -297,14 +298,8 @@ def check_trainer_options(options: dict[str, Any]) -> None:
     """Refuse trainer values Lightning would take and fail on later (`max_epochs=abc`), or that make no sense
     (`max_epochs=0`: an untrained model saved as a finished run)."""
     for name, least in _COUNTS.items():
-        value = options.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise UsageError(
-                f"trainer.{name}={value} is not a whole number of at least {least}.",
-                f"set trainer.{name} to an integer ≥ {least}, e.g. trainer.{name}={max(least, 1)}.",
-            )
+        if options.get(name) is not None:
+            options[name] = whole(options[name], f"trainer.{name}", minimum=least)
     clip = options.get("gradient_clip_val")
     if clip is not None and (not isinstance(clip, int | float) or isinstance(clip, bool) or clip < 0):
         raise UsageError(f"trainer.gradient_clip_val={clip} is not a non-negative number.", "use null (off) or 1.0.")

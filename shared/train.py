@@ -14,6 +14,7 @@ from lightning import seed_everything
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from shared.capabilities import Describes
+from shared.checks import seed
 from shared.config import CONFIG_FILE, save_config
 from shared.data import ProjectData
 from shared.errors import UsageError
@@ -33,8 +34,8 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     Returns the content of `metrics.json` (empty on non-zero ranks of a multi-process run).
     """
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
-        raise UsageError(f"seed={cfg.seed} is not a whole number in 0 .. 2**32 - 1.", "e.g. seed=42.")
+    if seed(cfg.seed, "seed") >= 2**32:
+        raise UsageError(f"seed={cfg.seed} is too large for the random generators.", "use a seed below 2**32.")
     seed_everything(cfg.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")

@@ -151,10 +151,10 @@ def test_prediction_builds_no_trainer(cli, isolated: Path, monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("trainer.max_epochs=abc", "trainer.max_epochs=abc is not a whole number"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc' is not a whole number"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0 is not a whole number of at least 1"),
         ("trainer.gradient_clip_val=-1", "not a non-negative number"),
-        ("seed=-1", "seed=-1 is not a whole number"),
+        ("seed=-1", "seed=-1 is not a whole number of at least 0"),
         ("name=a/../../b", "not a plain folder name"),
     ],
 )
