@@ -119,7 +119,7 @@ def _pixels(payload: Any, mode: str) -> np.ndarray:
         raise RecordError(f"pixels must be numbers in a rectangular H×W or H×W×3 array ({error})") from error
     if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
         array = array[..., :3] if array.shape[-1] != 1 else array[..., 0]
-    if array.ndim not in (2, 3) or min(array.shape[:2], default=0) == 0:
+    if array.ndim not in (2, 3) or min(array.shape[:2], default=0) == 0 or array.shape[2:] not in ((), (3,)):
         raise RecordError(f"pixels of shape {array.shape}: expected H×W (grey) or H×W×3 (colour)")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
         raise RecordError(_too_large(array.shape[1], array.shape[0]))

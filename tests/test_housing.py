@@ -349,7 +349,9 @@ def test_evaluate_and_compare_read_the_runs(cli, trained: Path, isolated: Path) 
     result = cli("housing", "evaluate")
     assert result.code == 0, result.err
     logged = json.loads((trained / "metrics.json").read_text())["metrics"]["test/rmse"]
-    assert json.loads((trained / "evaluation.json").read_text())["metrics"]["test/rmse"] == pytest.approx(logged)
+    assert json.loads((trained / "evaluations" / "test" / "evaluation.json").read_text())["metrics"][
+        "test/rmse"
+    ] == pytest.approx(logged)
     assert cli("housing", "train", "data=synthetic", "model=linear", "cv.folds=0").code == 0
     result = cli("housing", "compare", "sort=test/rmse")
     assert result.code == 0 and "-ridge" in result.out and "-linear" in result.out  # runs are named by model

@@ -255,7 +255,7 @@ def test_recurrent_models_learn_the_rule_and_reload_for_evaluate(cli, isolated: 
     assert _metrics(run)["model_details"]["vocabulary"] > 20
     again = cli("sentiment", "evaluate", f"run={run}")  # rebuilds the vocabulary from the weights file
     assert again.code == 0, again.err
-    evaluation = json.loads((run / "evaluation.json").read_text())
+    evaluation = json.loads((run / "evaluations" / "test" / "evaluation.json").read_text())
     assert evaluation["metrics"]["test/acc"] == pytest.approx(_metrics(run)["metrics"]["test/acc"])
 
 

@@ -20,6 +20,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
+from shared import checks
 from shared.data import DataFile, ProjectData, fetch_files, offline, tensor_loader
 from shared.errors import DataError
 
@@ -185,10 +186,10 @@ class HousingData(ProjectData):
         batch_size: int = 256,
     ) -> None:
         super().__init__(mirror_dir, cache_dir)
-        self.test_size = test_size
-        self.split_seed = split_seed
-        self.validation_size = validation_size
-        self.batch_size = batch_size
+        self.test_size = checks.fraction(test_size, "data.test_size", 0.2)
+        self.split_seed = checks.seed(split_seed, "data.split_seed")
+        self.validation_size = checks.fraction(validation_size, "data.validation_size", 0.1, zero=True)
+        self.batch_size = checks.whole(batch_size, "data.batch_size", example=256)
         self.frames: dict[str, pd.DataFrame] = {}
 
     @property
@@ -207,11 +208,19 @@ class HousingData(ProjectData):
     def prepare(self) -> None:
         frame, source = self.load()
         frame = validate(frame, (*self.features, TARGET_COLUMN), source)
-        train, test = split(frame, self.test_size, self.split_seed)
-        self.frames = {"train": train, "test": test}
-        if self.validation_size:
-            train, val = train_test_split(train, test_size=self.validation_size, random_state=self.split_seed)
-            self.frames |= {"train": train, "val": val}
+        try:
+            train, test = split(frame, self.test_size, self.split_seed)
+            if self.validation_size:
+                train, val = train_test_split(train, test_size=self.validation_size, random_state=self.split_seed)
+                self.frames = {"train": train, "val": val, "test": test}
+            else:
+                self.frames = {"train": train, "test": test}
+        except ValueError as error:  # too few districts for a split stratified on five income bands
+            raise DataError(
+                f"{source}: {len(frame)} districts cannot be split (test_size {self.test_size:g}, stratified on "
+                f"income bands; validation_size {self.validation_size:g}): {error}",
+                "give more districts (a few hundred at least), or a test_size that leaves each part some.",
+            ) from error
 
     def frame(self, split: str) -> pd.DataFrame:
         """Features and target of a split (for plots)."""
@@ -296,7 +305,8 @@ class SyntheticHousing(HousingData):
 
     def __init__(self, size: int = 600, seed: int = 0, **options: Any) -> None:
         super().__init__(**options)
-        self.size, self.seed = size, seed
+        self.size = checks.whole(size, "data.size", minimum=50, example=600)
+        self.seed = checks.seed(seed, "data.seed")
 
     def load(self) -> tuple[pd.DataFrame, str]:
         return synthetic_frame(self.size, self.seed), "synthetic districts"

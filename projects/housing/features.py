@@ -3,6 +3,7 @@
 Branches (after Géron, 3rd edition, chapter 2): per-household ratios, logs of the heavy-tailed counts,
 similarity to k-means centres of the districts' coordinates, rotated coordinates (axis-aligned trees
 split diagonals like the coast in fewer steps), one-hot `ocean_proximity`, everything imputed and scaled.
+The imputers take the train part's medians: a district to predict may leave any cell empty, coordinates too.
 """
 
 from __future__ import annotations
@@ -42,13 +43,21 @@ class ClusterSimilarity(TransformerMixin, BaseEstimator):
     def fit(
         self, X: np.ndarray, y: np.ndarray | None = None, sample_weight: np.ndarray | None = None
     ) -> ClusterSimilarity:
+        # Its own median imputer (not a pipeline step): `geo__n_clusters` stays the searched parameter's name.
+        coordinates = np.asarray(X, dtype=float)
+        self.imputer_ = SimpleImputer(strategy="median").fit(coordinates)
         self.kmeans_ = KMeans(self.n_clusters, n_init=10, random_state=self.random_state)
-        self.kmeans_.fit(X, sample_weight=sample_weight)
+        self.kmeans_.fit(self.imputer_.transform(coordinates), sample_weight=sample_weight)
         self.n_features_in_ = np.shape(X)[1]
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return rbf_kernel(np.asarray(X, dtype=float), self.kmeans_.cluster_centers_, gamma=self.gamma)
+        """Similarities of each district; an empty coordinate (predict) is the training median, as elsewhere."""
+        coordinates = np.asarray(X, dtype=float)
+        imputer = getattr(self, "imputer_", None)  # absent in models saved before coordinates were imputed
+        if imputer is not None:
+            coordinates = imputer.transform(coordinates)
+        return rbf_kernel(coordinates, self.kmeans_.cluster_centers_, gamma=self.gamma)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.array([f"cluster_{index}_similarity" for index in range(self.n_clusters)], dtype=object)
@@ -118,7 +127,11 @@ def make_preprocessor(n_clusters: int = 10, gamma: float = 1.0, rotations: int =
             ),
             list(HEAVY_TAILED),
         ),
-        ("coordinates", make_pipeline(RotatedCoordinates(rotations), StandardScaler()), COORDINATES),
+        (
+            "coordinates",
+            make_pipeline(SimpleImputer(strategy="median"), RotatedCoordinates(rotations), StandardScaler()),
+            COORDINATES,
+        ),
         ("age", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), ["housing_median_age"]),
         (
             "category",

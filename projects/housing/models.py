@@ -31,7 +31,9 @@ from torch import nn
 from torchmetrics.regression import MeanSquaredError
 
 from projects.housing.features import make_preprocessor
+from shared import checks
 from shared.capabilities import CarriesPreprocessor, Describes, FitsOnTrain
+from shared.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,13 @@ class CrossValidated(RegressorMixin, BaseEstimator, PointPredictor, Describes):
     def __init__(
         self, estimator: Any, cv: int = 5, coverage: float = 0.9, cap: float | None = None, n_jobs: int | None = None
     ) -> None:
+        # Checked here, not in `fit`, so a bad `cv.folds`/`cv.coverage` stops the run before any fitting.
+        if isinstance(cv, bool) or not isinstance(cv, int) or cv < 0 or cv == 1:
+            raise UsageError(
+                f"cv.folds={cv!r} (the model's cv) is not a number of cross-validation folds.",
+                "use cv.folds=5 (k-fold, at least 2), or cv.folds=0 for no cross-validation and no interval.",
+            )
+        checks.fraction(coverage, "cv.coverage", 0.9)
         self.estimator = estimator
         self.cv = cv
         self.coverage = coverage
@@ -137,6 +146,10 @@ class CrossValidated(RegressorMixin, BaseEstimator, PointPredictor, Describes):
 
     def fit(self, X: Any, y: np.ndarray) -> CrossValidated:
         y = np.asarray(y, dtype=float)
+        if self.cv > len(y):
+            raise UsageError(
+                f"cv.folds={self.cv} is more folds than the {len(y)} training rows.", "use cv.folds=5, or 0 for none."
+            )
         self.estimator_ = clone(self.estimator).fit(X, y)
         self.cv_rmse_: list[float] = []
         self.half_width_: float | None = None
@@ -230,6 +243,7 @@ class MLPRegressor(LightningModule, FitsOnTrain, CarriesPreprocessor, Describes,
         in_features: int | None = None,
     ) -> None:
         super().__init__()
+        checks.fraction(coverage, "cv.coverage", 0.9)
         self.save_hyperparameters()
         self.preprocessor = make_preprocessor(**(features or {}))
         self.network: nn.Module | None = self._network(in_features) if in_features else None

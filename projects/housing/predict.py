@@ -3,8 +3,9 @@
 A record's values go through the same per-value rules as the training file (`Column.check`), except that
 any cell may be empty: it is imputed as in training. Every problem of a record (an unknown category, text
 in a number column, a latitude outside California, a missing field) is named in its one `RecordError`, and
-fails only that record. A CSV missing a column stops everything with an error naming it; extra columns
-(an id, the target) are ignored with a warning.
+fails only that record, as does a row with more or fewer cells than the header. A CSV missing a column stops
+everything with an error naming it; extra columns (an id, the target) are ignored with a warning. The file is
+read by its byte-order mark (UTF-8, UTF-16, UTF-32), else as UTF-8, unless `encoding=` names another.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from projects.housing.data import TARGET, Column, read_csv
+from projects.housing.data import TARGET, Column
 from projects.housing.evaluate import Estimates
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
+from shared.textfiles import read_rows
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +53,33 @@ def parse_district(payload: Any, features: tuple[Column, ...]) -> dict[str, Any]
 
 
 def read_districts(
-    path: Path, features: tuple[Column, ...], item: Callable[[str, dict[str, Any]], PredictItem]
+    path: Path,
+    features: tuple[Column, ...],
+    item: Callable[[str, dict[str, Any]], PredictItem],
+    encoding: str | None = None,
 ) -> list[PredictItem]:
-    """One item per row of the CSV at `path`, named by its row number (from 0), made by `item(name, record)`."""
+    """One item per row of the CSV at `path`, named by its row number (from 0), made by `item(name, record)`.
+
+    A row with more or fewer cells than the header is that row's error, never shifted into other columns."""
     if not path.is_file():
         raise UsageError(f"input {path} is not a file.", "pass input=<a CSV of districts with the training columns>.")
-    frame = read_csv(path, dtype=str, keep_default_na=False)
     names = [column.name for column in features]
-    missing = [name for name in names if name not in frame.columns]
+    header, rows = read_rows(path, f"a CSV with a header ({','.join(names)}) and one district per row", encoding)
+    missing = [name for name in names if name not in header]
     if missing:
         raise DataError(
             f"{path} lacks the column(s) {', '.join(missing)}.",
             f"give every district these columns (cells may be empty): {', '.join(names)}.",
         )
-    extra = [name for name in frame.columns if name not in names and name != TARGET]
+    extra = [name for name in header if name not in names and name != TARGET]
     if extra:
-        log.warning("ignoring column(s) the model does not use: %s", ", ".join(map(str, extra)))
-    return [item(str(index), record) for index, record in enumerate(frame[names].to_dict("records"))]
+        log.warning("ignoring column(s) the model does not use: %s", ", ".join(extra))
+    return [
+        PredictItem(str(index), error=row.error)
+        if row.error
+        else item(str(index), {name: row.values[name] for name in names})
+        for index, row in enumerate(rows)
+    ]
 
 
 def prediction_columns(outputs: Estimates) -> list[dict[str, Any]]:

@@ -60,7 +60,7 @@ class HousingProject(Project):
 
     def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
         return predict.read_districts(
-            path, _features(run), lambda name, record: parse_item(self, name, record, run, cfg)
+            path, _features(run), lambda name, record: parse_item(self, name, record, run, cfg), cfg.get("encoding")
         )
 
     def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> dict[str, Any]:

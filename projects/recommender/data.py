@@ -24,13 +24,15 @@ import torch
 from scipy import sparse
 from torch.utils.data import DataLoader
 
+from shared import checks
 from shared.data import ProjectData, batch_loader
-from shared.errors import DataError
+from shared.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 
 RATING, RANKING = "rating", "ranking"
 PROTOCOLS = (RATING, RANKING)
+MAX_UNSCALED_RATING = 1000.0  # beyond 1-5, 1-10, 0-100 and every other scale in use: a file error, not a rating
 
 
 @dataclass
@@ -43,6 +45,33 @@ class SourceInteractions:
     titles: pd.Series | None = None
     official_test: np.ndarray | None = None  # boolean mask over `frame`
     rating_scale: tuple[float, float] | None = None
+
+
+def _plausible(ratings: pd.Series, source: str) -> None:
+    """Ratings with no scale configured: refused when non-finite or beyond any rating scale in use (1e30 is a
+    broken export, not a rating), since the observed range would otherwise become the scale and train on it."""
+    implausible = ~np.isfinite(ratings) | (ratings.abs() > MAX_UNSCALED_RATING)
+    if implausible.any():
+        row = int(np.flatnonzero(implausible.to_numpy())[0])
+        raise DataError(
+            f"{implausible.sum()} ratings in {source} are not plausible ratings (e.g. {ratings.iloc[row]:g} at row "
+            f"{row}; without data.rating_scale, ratings must be finite and within ±{MAX_UNSCALED_RATING:g}).",
+            "fix those rows, or set data.rating_scale=[low,high] to the file's real scale.",
+        )
+
+
+def check_scale(scale: Any) -> tuple[float, float] | None:
+    """`data.rating_scale` as (low, high): two finite numbers, low below high; None when not set."""
+    if scale is None:
+        return None
+    values = [scale] if isinstance(scale, str | int | float) else list(scale)  # a list, a tuple, a ListConfig
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)]
+    if len(values) != 2 or len(numbers) != 2 or not numbers[0] < numbers[1]:
+        raise UsageError(
+            f"data.rating_scale={scale} is not a [low, high] pair of finite numbers with low < high.",
+            "set it to the file's scale, e.g. data.rating_scale=[1,5], or null to take the observed range.",
+        )
+    return float(numbers[0]), float(numbers[1])
 
 
 class Interactions(ProjectData):
@@ -65,9 +94,12 @@ class Interactions(ProjectData):
             raise DataError(f"unknown protocol '{protocol}'.", f"choose one of {', '.join(PROTOCOLS)}.")
         if duplicates not in ("last", "error"):
             raise DataError(f"data.duplicates={duplicates} is not 'last' or 'error'.", "use last or error.")
-        self.protocol, self.val_fraction, self.test_fraction = protocol, val_fraction, test_fraction
-        self.split_seed, self.duplicates = split_seed, duplicates
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.protocol, self.duplicates = protocol, duplicates
+        self.val_fraction = checks.fraction(val_fraction, "data.val_fraction", 0.05, zero=True)
+        self.test_fraction = checks.fraction(test_fraction, "data.test_fraction", 0.25)
+        self.split_seed = checks.seed(split_seed, "data.split_seed")
+        self.batch_size = checks.whole(batch_size, "data.batch_size", example=1024)
+        self.eval_batch_size = checks.whole(eval_batch_size, "data.eval_batch_size", example=512)
         self.titles: pd.Series | None = None
         self.rating_scale: tuple[float, float] = (1.0, 5.0)
         self._pairs: dict[str, np.ndarray] = {}
@@ -123,6 +155,8 @@ class Interactions(ProjectData):
                     f"{values.isna().sum()} ratings are missing or not numbers (rows {list(rows)}).",
                     "fix those rows, or drop the rating column for implicit (ranking-only) data.",
                 )
+            if loaded.rating_scale is None:
+                _plausible(values, self.describe_source())
             frame = frame.assign(rating=values.astype(np.float32))
             low, high = loaded.rating_scale or (float(values.min()), float(values.max()))
             outside = (values < low) | (values > high)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from omegaconf import DictConfig
 
 from projects.recommender.capabilities import ComparesItems
@@ -30,6 +29,7 @@ from projects.recommender.sources import ITEM_COLUMNS, USER_COLUMNS
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
 from shared.runs import Run
+from shared.textfiles import read_rows
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +83,29 @@ def command_line_record(cfg: DictConfig) -> dict[str, Any] | None:
     return None
 
 
-def read_pairs(path: Path, parse: Callable[[str, Any], PredictItem]) -> list[PredictItem]:
-    """One item per row of a CSV/TSV of (user, item) pairs, its columns found by their usual spellings."""
+def read_pairs(path: Path, parse: Callable[[str, Any], PredictItem], encoding: str | None = None) -> list[PredictItem]:
+    """One item per row of a CSV/TSV of (user, item) pairs, its columns found by their usual spellings.
+
+    A row with more or fewer fields than the header is that row's error: never read as other columns' ids."""
     if not path.is_file():
         raise UsageError(f"input {path} is not a file.", "pass input=<a .csv with user and item columns>.")
-    try:
-        frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
-        raise DataError(f"{path} is not a readable CSV/TSV file ({error}).", "save it as CSV with a header.") from error
-    user_column = next((name for name in USER_COLUMNS if name in frame), None)
-    item_column = next((name for name in ITEM_COLUMNS if name in frame), None)
+    expected = f"a CSV with a header ({USER_COLUMNS[1]},{ITEM_COLUMNS[1]}) and one (user, item) pair per row"
+    header, rows = read_rows(path, expected, encoding)
+    user_column = next((name for name in USER_COLUMNS if name in header), None)
+    item_column = next((name for name in ITEM_COLUMNS if name in header), None)
     if user_column is None or item_column is None:
         raise DataError(
-            f"{path} needs a user and an item column (it has {', '.join(map(str, frame.columns))}).",
-            f"name them e.g. {USER_COLUMNS[1]},{ITEM_COLUMNS[1]}.",
+            f"{path} needs a user and an item column (its header: {', '.join(header)}).",
+            f"name them e.g. {USER_COLUMNS[1]},{ITEM_COLUMNS[1]}, separated by a comma or a tab.",
         )
-    pairs = zip(frame[user_column], frame[item_column], strict=True)
-    return [parse(f"row {row}", {"user": user, "item": item}) for row, (user, item) in enumerate(pairs, start=1)]
+    items = []
+    for number, row in enumerate(rows, start=1):
+        name = f"row {number}"
+        if row.error:
+            items.append(PredictItem(name, error=row.error))
+        else:
+            items.append(parse(name, {"user": row.values[user_column], "item": row.values[item_column]}))
+    return items
 
 
 def parse_query(payload: Any, data: Interactions, model: Any, cfg: DictConfig) -> Query:
@@ -220,12 +226,15 @@ def _item(data: Interactions, raw: str) -> int:
 
 
 def _count(value: Any, name: str) -> int:
+    """A positive whole number of items: `k=abc`, `k=1.5`, `k=true` or `k=0` say so rather than guess one."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise RecordError(f"{name}={value} is not a whole number (e.g. {name}=10)")
     try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise RecordError(f"{name}={value} is not a whole number") from None
+        count = int(value.strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise RecordError(f"{name}={value} is not a whole number (e.g. {name}=10)") from None
     if count < 1:
-        raise RecordError(f"{name}={value}: ask for at least one item")
+        raise RecordError(f"{name}={value}: ask for at least one item (e.g. {name}=10)")
     return count
 
 

@@ -60,7 +60,16 @@ class RecommenderProject(Project):
         }
 
     def build_model(self, cfg: DictConfig, data: ProjectData) -> Any:
-        """The core's model, refused under a protocol it does not serve (a ranker has no ratings to give)."""
+        """The core's model, refused under a protocol it does not serve (a ranker has no ratings to give), or
+        without validation interactions (its checkpoint is chosen on them: none would make val metrics NaN)."""
+        interactions = _interactions(data)
+        if not len(interactions.targets("val")):
+            raise UsageError(
+                f"no validation interactions: data.val_fraction={interactions.val_fraction:g} of "
+                f"{len(interactions.inputs('train'))} training interactions holds out none, and training "
+                "chooses its checkpoint on them.",
+                "use a positive data.val_fraction (e.g. 0.05), with enough interactions that it holds out some.",
+            )
         model = super().build_model(cfg, data)
         protocols = model.protocols if isinstance(model, Recommends) else PROTOCOLS
         protocol = _interactions(data).protocol
@@ -91,7 +100,9 @@ class RecommenderProject(Project):
         return predict.command_line_record(cfg)
 
     def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
-        return predict.read_pairs(path, lambda name, payload: parse_item(self, name, payload, run, cfg))
+        return predict.read_pairs(
+            path, lambda name, payload: parse_item(self, name, payload, run, cfg), cfg.get("encoding")
+        )
 
     def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> predict.Query:
         return predict.parse_query(payload, _interactions(run.prepared_data), run.model, cfg)

@@ -12,9 +12,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from projects.recommender.data import RATING, Interactions, SourceInteractions
+from projects.recommender.data import RATING, Interactions, SourceInteractions, check_scale
+from shared import checks
 from shared.data import DataFile, fetch_files
-from shared.errors import DataError
+from shared.errors import DataError, UsageError
 
 # Column spellings recognised without configuration, most specific first (also for `predict input=`).
 USER_COLUMNS = ("userId", "user_id", "user", "userid", "UserID")
@@ -55,8 +56,13 @@ ML1M_ZIP = DataFile(
 
 
 def ml100k_file(name: str) -> DataFile:
-    """A file of MovieLens 100k: loose in the mirror or cache, else the member `ml-100k/<name>` of the zip."""
-    return DataFile(name, sha256=(ML100K_SHA256[name],), archive=ML100K_ZIP, member=f"ml-100k/{name}")
+    """A file of MovieLens 100k: loose in the mirror or cache, else the member `ml-100k/<name>` of the zip.
+
+    It carries GroupLens' URL, so a missing or corrupt file's message names where the original is (its own
+    checksum refuses the zip itself, were that URL ever downloaded in its place)."""
+    return DataFile(
+        name, sha256=(ML100K_SHA256[name],), urls=ML100K_ZIP.urls, archive=ML100K_ZIP, member=f"ml-100k/{name}"
+    )
 
 
 def ml1m_members(archive: DataFile) -> tuple[DataFile, DataFile]:
@@ -176,7 +182,7 @@ class RatingsCsv(Interactions):
             "timestamp": timestamp_column,
             "title": title_column,
         }
-        self.configured_scale = tuple(rating_scale) if rating_scale else None
+        self.configured_scale = check_scale(rating_scale)
 
     def _read(self, path: Path) -> pd.DataFrame:
         if not path.is_file():
@@ -185,7 +191,7 @@ class RatingsCsv(Interactions):
             return pd.read_csv(path, sep=None, engine="python")
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
             raise DataError(
-                f"{path} is not a readable CSV/TSV file ({error}).", "save it as CSV with a header."
+                f"{path} is not a readable CSV/TSV file ({error}).", "save it as UTF-8 CSV with a header."
             ) from error
 
     def load(self) -> SourceInteractions:
@@ -223,7 +229,16 @@ class SyntheticInteractions(Interactions):
     ) -> None:
         options.setdefault("val_fraction", 0.1)
         super().__init__(**options)
-        self.sizes, self.groups, self.per_user, self.seed = (n_users, n_items), groups, per_user, seed
+        n_users = checks.whole(n_users, "data.n_users", minimum=2, example=200)
+        n_items = checks.whole(n_items, "data.n_items", minimum=2, example=100)
+        self.groups = checks.whole(groups, "data.groups", example=4)
+        self.per_user = checks.whole(per_user, "data.per_user", minimum=2, example=24)
+        if self.per_user > n_items:
+            raise UsageError(
+                f"data.per_user={per_user} is more items than the catalogue's {n_items}.",
+                f"set data.per_user to at most data.n_items (e.g. data.per_user={min(24, n_items)}).",
+            )
+        self.sizes, self.seed = (n_users, n_items), checks.seed(seed, "data.seed")
 
     def load(self) -> SourceInteractions:
         rng = np.random.default_rng(self.seed)

@@ -18,6 +18,7 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 from torch.utils.data import DataLoader, Sampler
 
+from shared import checks
 from shared.data import DataFile, ProjectData, fetch_files, holdout_indices
 from shared.errors import DataError
 
@@ -91,7 +92,9 @@ def read_table(path: Path, text_column: str, label_column: str | None) -> tuple[
             )
         else:
             raise DataError(f"{path}: unknown table format '{suffix}'.", "give a .csv, .tsv or .jsonl file.")
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 text ({error}).", "save it as UTF-8 (training files are).") from error
+    except (ValueError, pd.errors.ParserError) as error:
         raise DataError(f"{path} could not be read as {suffix[1:]}: {error}", "check the file's format.") from error
     for column in (text_column, label_column):
         if column is not None and column not in frame.columns:
@@ -160,8 +163,12 @@ class TextData(ProjectData):
         bucket_by_length: bool = True,
     ) -> None:
         super().__init__(mirror_dir, cache_dir)
-        self.val_size, self.split_seed, self.train_limit = val_size, split_seed, train_limit
-        self.batch_size, self.eval_batch_size, self.bucket_by_length = batch_size, eval_batch_size, bucket_by_length
+        self.val_size = checks.share_or_count(val_size, "data.val_size", 0.1)
+        self.split_seed = checks.seed(split_seed, "data.split_seed")
+        self.train_limit = None if train_limit is None else checks.whole(train_limit, "data.train_limit", example=2000)
+        self.batch_size = checks.whole(batch_size, "data.batch_size", example=64)
+        self.eval_batch_size = checks.whole(eval_batch_size, "data.eval_batch_size", example=256)
+        self.bucket_by_length = bucket_by_length
         self._texts: dict[str, list[str]] = {}
         self._labels: dict[str, np.ndarray] = {}
 
@@ -309,7 +316,8 @@ class RtPolarity(TextData):
     source = "Rotten Tomatoes sentence polarity v1.0 (Pang & Lee 2005)"
 
     def __init__(self, fold: int = 0, folds: int = 10, **options: Any) -> None:
-        if not 0 <= fold < folds:
+        folds = checks.whole(folds, "data.folds", minimum=2, example=10)
+        if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold < folds:
             raise DataError(f"fold {fold} is not one of 0..{folds - 1}.", f"use data.fold=0..{folds - 1}.")
         super().__init__(**options)
         self.fold, self.folds = fold, folds
@@ -354,7 +362,8 @@ class TextTable(TextData):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        self.path, self.test_path, self.test_size = path, test_path, test_size
+        self.path, self.test_path = path, test_path
+        self.test_size = checks.share_or_count(test_size, "data.test_size", 0.2, "test")
         self.text_column, self.label_column = text_column, label_column
         self.source = str(path)
 
@@ -407,7 +416,9 @@ class ToyReviews(TextData):
     def __init__(self, train_size: int = 400, test_size: int = 100, seed: int = 0, **options: Any) -> None:
         options.setdefault("val_size", 0.2)
         super().__init__(**options)
-        self.train_size, self.test_size, self.seed = train_size, test_size, seed
+        self.train_size = checks.whole(train_size, "data.train_size", minimum=10, example=400)
+        self.test_size = checks.whole(test_size, "data.test_size", example=100)
+        self.seed = checks.seed(seed, "data.seed")
 
     def load(self) -> dict[str, tuple[list[str], np.ndarray]]:
         return {"train": toy_reviews(self.train_size, self.seed), "test": toy_reviews(self.test_size, self.seed + 1)}

@@ -2,7 +2,8 @@
 of texts the core's `predict input=` reads (plain lines, CSV, TSV or JSON Lines).
 
 Every line is its own record, decoded on its own: an empty line or one that is not valid UTF-8 gets its own
-error row while the rest are predicted. A text longer than `max_chars` is cut there and its row says so.
+error row while the rest are predicted. A byte-order mark says a file is UTF-16 or UTF-32 (or UTF-8);
+`encoding=` names any other encoding. A text longer than `max_chars` is cut there and its row says so.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from projects.sentiment.data import CLASS_NAMES
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
+from shared.textfiles import read_rows, read_text, undecodable
 
 log = logging.getLogger(__name__)
 
@@ -54,52 +55,50 @@ def parse_text(payload: Any, max_chars: int = MAX_CHARS) -> InputText:
     return InputText(payload)
 
 
-def read_file(path: Path, text_column: str, parse: Parse) -> list[PredictItem]:
+def read_file(path: Path, text_column: str, parse: Parse, encoding: str | None = None) -> list[PredictItem]:
     """One item per line of a plain text file, per row of a CSV/TSV (header row) or per object of a JSON Lines
-    file, each parsed with `parse`; a line that cannot be decoded is an item with its error."""
+    file, each parsed with `parse`; a line that cannot be decoded is an item with its error.
+
+    The encoding is `encoding`, else the file's byte-order mark (UTF-8, UTF-16 or UTF-32), else UTF-8."""
     if not path.is_file():
         raise UsageError(f"input {path} is not a file.", f"pass input=<{TEXT_FILES}>.")
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return _json_lines(path, text_column, parse)
     if suffix in (".csv", ".tsv"):
-        return _table_rows(path, "\t" if suffix == ".tsv" else ",", text_column, parse)
-    return _text_lines(path, parse)
-
-
-def _lines(path: Path) -> list[bytes]:
-    lines = path.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n")
-    if lines and lines[-1] == b"":
+        return _table_rows(path, "\t" if suffix == ".tsv" else ",", text_column, parse, encoding)
+    text = read_text(path, encoding, lenient=True)
+    if not text:
+        raise DataError(f"{path} is empty.", f"give {TEXT_FILES}.")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
         lines.pop()
-    return lines
+    lines = [line.removesuffix("\r") for line in lines]
+    if suffix == ".jsonl":
+        return _json_lines(lines, text_column, parse)
+    return _text_lines(lines, parse)
 
 
-def _text_lines(path: Path, parse: Parse) -> list[PredictItem]:
+def _text_lines(lines: list[str], parse: Parse) -> list[PredictItem]:
     items = []
-    for number, raw in enumerate(_lines(path), start=1):
-        name = f"line {number}"
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            bad = raw[error.start : error.start + 1].hex()
-            problem = f"not valid UTF-8 (byte 0x{bad} at position {error.start}); save the file as UTF-8"
-            items.append(PredictItem(name, error=problem))
-            continue
-        items.append(parse(name, text.removesuffix("\r")))
+    for number, text in enumerate(lines, start=1):
+        name, problem = f"line {number}", undecodable(text)
+        items.append(PredictItem(name, error=problem) if problem else parse(name, text))
     return items
 
 
-def _json_lines(path: Path, text_column: str, parse: Parse) -> list[PredictItem]:
+def _json_lines(lines: list[str], text_column: str, parse: Parse) -> list[PredictItem]:
     """Each object's `text_column` is handed on as the record `{"text": ...}`; blank lines are skipped."""
     items = []
-    for number, raw in enumerate(_lines(path), start=1):
-        if not raw.strip():
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
-        name = f"line {number}"
+        name, problem = f"line {number}", undecodable(line)
+        if problem:
+            items.append(PredictItem(name, error=problem))
+            continue
         try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            items.append(PredictItem(name, error=f"not a UTF-8 JSON object: {error}"))
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            items.append(PredictItem(name, error=f"not a JSON object: {error}"))
             continue
         if not isinstance(record, dict) or text_column not in record:
             items.append(PredictItem(name, error=f"no '{text_column}' string in this object"))
@@ -108,27 +107,21 @@ def _json_lines(path: Path, text_column: str, parse: Parse) -> list[PredictItem]
     return items
 
 
-def _table_rows(path: Path, separator: str, text_column: str, parse: Parse) -> list[PredictItem]:
-    try:
-        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding_errors="strict")
-    except UnicodeDecodeError:
-        frame = None
-    except (ValueError, pd.errors.ParserError) as error:
-        raise DataError(f"{path} could not be read as a table: {error}", "check its format.") from error
-    if frame is None:  # undecodable bytes somewhere: keep the rest by reading with replacement, flag those rows
-        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding_errors="replace")
-    if text_column not in frame.columns:
+def _table_rows(path: Path, separator: str, text_column: str, parse: Parse, encoding: str | None) -> list[PredictItem]:
+    """Each row's `text_column`; a row that does not fit the header, or holds bytes that are not UTF-8, is its
+    own error."""
+    expected = f"a header naming the '{text_column}' column, then one text per row"
+    header, rows = read_rows(path, expected, encoding, lenient=True, delimiter=separator)
+    if text_column not in header:
         raise UsageError(
-            f"{path} has no column '{text_column}' (its columns: {', '.join(map(str, frame.columns))}).",
+            f"{path} has no column '{text_column}' (its columns: {', '.join(header)}).",
             "name the text column with text_column=...",
         )
     items = []
-    for number, text in enumerate(frame[text_column].tolist(), start=2):  # row 1 is the header
+    for number, row in enumerate(rows, start=2):  # row 1 is the header
         name = f"row {number}"
-        if "\ufffd" in text:
-            items.append(PredictItem(name, error="not valid UTF-8; save the file as UTF-8"))
-        else:
-            items.append(parse(name, text))
+        problem = row.error or undecodable(row.values[text_column])
+        items.append(PredictItem(name, error=problem) if problem else parse(name, row.values[text_column]))
     return items
 
 

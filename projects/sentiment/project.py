@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from projects.sentiment import evaluate, predict
 from projects.sentiment.models import TextClassifier
 from projects.sentiment.predict import InputText
+from shared import checks
 from shared.classification import CLASSIFICATION_GOALS
 from shared.data import ProjectData
 from shared.metrics import MAX, Metrics
@@ -63,10 +64,13 @@ class SentimentProject(Project):
 
     def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
         column = str(cfg.get("text_column") or "text")
-        return predict.read_file(path, column, lambda name, payload: parse_item(self, name, payload, run, cfg))
+        _max_chars(cfg)  # a bad setting stops the command before the file is read, not in every row
+        return predict.read_file(
+            path, column, lambda name, payload: parse_item(self, name, payload, run, cfg), cfg.get("encoding")
+        )
 
     def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> InputText:
-        return predict.parse_text(payload, int(cfg.get("max_chars") or predict.MAX_CHARS))
+        return predict.parse_text(payload, _max_chars(cfg))
 
     def stack_inputs(self, values: list[Any]) -> list[str]:
         return [value.text for value in values]
@@ -82,3 +86,9 @@ class SentimentProject(Project):
         texts = self.stack_inputs(values)
         cut = run.model.truncated(texts) if isinstance(run.model, TextClassifier) else [False] * len(texts)
         return predict.annotate(values, columns, cut)
+
+
+def _max_chars(cfg: DictConfig) -> int:
+    """`max_chars` as a positive count (null: the default): 0 or -1 would silently cut every text, or none."""
+    value = cfg.get("max_chars")
+    return predict.MAX_CHARS if value is None else checks.whole(value, "max_chars", example=predict.MAX_CHARS)
