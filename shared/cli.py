@@ -23,7 +23,7 @@ from shared.errors import Interrupted, PortfolioError, UsageError
 from shared.io import write_text
 from shared.logs import route_library_logs
 from shared.project import Command, Project
-from shared.runs import INTERRUPTED_FILE, LAST_CHECKPOINT, resume_overrides
+from shared.runs import INTERRUPTED_FILE, LAST_CHECKPOINT, forget_sweep_dirs, resume_overrides
 
 
 def _train(project: Project, cfg: DictConfig) -> None:
@@ -136,6 +136,7 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     register_resolvers()
+    forget_sweep_dirs()
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # Lightning-internal noise
     exit_code = 0
     original_argv = [sys.argv[0] if sys.argv else f"projects.{project.name}", name, *overrides]

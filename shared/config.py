@@ -43,9 +43,10 @@ def searchpath_override() -> str:
 
 def register_resolvers() -> None:
     """OmegaConf resolvers the configs use. Called by the CLI, not at import."""
-    from shared.runs import new_run_dir
+    from shared.runs import new_run_dir, new_sweep_dir
 
     OmegaConf.register_new_resolver("new_run_dir", new_run_dir, replace=True)
+    OmegaConf.register_new_resolver("new_sweep_dir", new_sweep_dir, replace=True)
 
 
 def compose_config(

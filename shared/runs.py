@@ -76,6 +76,24 @@ def new_run_dir(runs_dir: str, project: str, name: str | None = None) -> str:
     raise UsageError(f"no free run folder name under {base} for {stem}.", "pass another name=.")
 
 
+_SWEEP_DIRS: dict[tuple[str, str], str] = {}
+
+
+def new_sweep_dir(runs_dir: str, project: str) -> str:
+    """The folder of this command's sweep (`-m`), `<runs_dir>/<project>/multirun/<timestamp>`, created exclusively
+    like a run folder, so two sweeps started in the same second never share job folders. Hydra reads it once per
+    job: every job of one command gets the same folder (`forget_sweep_dirs` starts a new command afresh)."""
+    key = (str(runs_dir), str(project))
+    if key not in _SWEEP_DIRS:
+        _SWEEP_DIRS[key] = new_run_dir(runs_dir, f"{project}/multirun")
+    return _SWEEP_DIRS[key]
+
+
+def forget_sweep_dirs() -> None:
+    """A new command line: its sweep, if any, gets a folder of its own."""
+    _SWEEP_DIRS.clear()
+
+
 def successful_runs(runs_dir: str | Path, project: str) -> list[Path]:
     """Every run of `project` that finished, oldest first (by when `metrics.json` was written). A run whose
     `metrics.json` is not readable JSON is passed over with a warning, so one broken folder breaks nothing else."""

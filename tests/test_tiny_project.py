@@ -174,3 +174,12 @@ def test_a_broken_metrics_file_is_skipped_not_fatal(cli, isolated: Path) -> None
     assert cli(TinyProject(), "evaluate").code == 0, "the latest readable run is evaluated"
     result = cli(TinyProject(), "evaluate", f"run={broken}")
     assert result.code == 1 and "is broken" in result.err
+
+
+def test_each_sweep_gets_a_folder_of_its_own(cli, isolated: Path) -> None:
+    """Two sweeps (started in the same second, here one after the other) never share their jobs' folders."""
+    for _ in range(2):
+        assert cli(TinyProject(), "train", "-m", *SMOKE, "model=logistic,logistic").code == 0
+    runs = _runs(isolated)
+    assert len(runs) == 4 and len({run.parent for run in runs}) == 2
+    assert sorted(run.name for run in runs) == ["0", "0", "1", "1"]
