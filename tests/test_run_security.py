@@ -46,7 +46,7 @@ def test_models_are_saved_with_skops_and_load_back(run: Path, isolated: Path) ->
 def test_a_pickled_model_is_refused_not_loaded(run: Path, isolated: Path, capsys) -> None:
     (run / "model.skops").unlink()
     (run / "model.joblib").write_bytes(pickle.dumps(Payload()))
-    with pytest.raises(RunNotFoundError, match="pickle.*can run any code"):
+    with pytest.raises(RunNotFoundError, match=r"pickle.*can run any code"):
         load_run(TinyProject(), run, _paths(isolated))
     assert "this would run" not in capsys.readouterr().out
 
@@ -69,7 +69,7 @@ def test_a_config_naming_foreign_code_is_refused(run: Path, isolated: Path, tmp_
     victim = tmp_path / "victim"
     config[node] = {"_target_": "shutil.copyfile", "src": str(run / "config.yaml"), "dst": str(victim)}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(RunNotFoundError, match="names _target_ shutil.copyfile, which a run of tiny may not"):
+    with pytest.raises(RunNotFoundError, match=r"names _target_ shutil\.copyfile, which a run of tiny may not"):
         load_run(TinyProject(), run, _paths(isolated))
     assert not victim.exists()
 
@@ -78,7 +78,7 @@ def test_a_nested_foreign_target_is_refused_too(run: Path, isolated: Path) -> No
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["model"]["C"] = {"_target_": "os.system", "command": "true"}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(RunNotFoundError, match="os.system"):
+    with pytest.raises(RunNotFoundError, match=r"os\.system"):
         load_run(TinyProject(), run, _paths(isolated))
 
 
