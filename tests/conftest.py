@@ -86,3 +86,27 @@ def train_one(cli, root: Path, project: str | Project, *overrides: str) -> Path:
     assert result.code == 0, result.err
     [run] = finished_runs(root, project if isinstance(project, str) else project.name)
     return run
+
+
+def train_for_module(factory: pytest.TempPathFactory, project: str, *overrides: str) -> Path:
+    """One run trained for a whole test module, in its own offline runs folder (tests then pass run=PATH)."""
+    root = factory.mktemp(project)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PORTFOLIO_OFFLINE", "1")
+        patch.setenv("PORTFOLIO_RUNS_DIR", str(root / "runs"))
+        patch.setenv("PORTFOLIO_CACHE_DIR", str(root / "cache"))
+        code = run(load_project(project), ["train", *overrides])
+        logging.getLogger().handlers.clear()
+    assert code == 0
+    [directory] = finished_runs(root, project)
+    return directory
+
+
+def refused(result: Result, code: int, *phrases: str, output: Path | None = None) -> None:
+    """Exit `code`, an error and a fix naming `phrases`, no traceback, and no output file left behind."""
+    text = result.out + result.err
+    assert result.code == code, text
+    assert "error:" in result.err and "fix:" in result.err and "Traceback" not in text, text
+    for phrase in phrases:
+        assert phrase in result.err, (phrase, result.err)
+    assert output is None or not output.exists(), "a refused command writes nothing"

@@ -5,16 +5,13 @@ do not fit their header, and settings that cannot work (`cv.coverage=2`, `cv.fol
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from projects.housing.data import FEATURES, TARGET, SyntheticHousing
-from shared.cli import run
-from shared.registry import load_project
-from tests.conftest import Result, finished_runs
+from tests.conftest import Result, finished_runs, refused, train_for_module
 
 SMOKE = ["data=synthetic", "model=ridge", "cv.folds=3"]
 NAMES = [column.name for column in FEATURES]
@@ -23,26 +20,7 @@ NAMES = [column.name for column in FEATURES]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One run trained for the whole module (predict reads it with run=PATH)."""
-    root = tmp_path_factory.mktemp("housing")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PORTFOLIO_OFFLINE", "1")
-        patch.setenv("PORTFOLIO_RUNS_DIR", str(root / "runs"))
-        patch.setenv("PORTFOLIO_CACHE_DIR", str(root / "cache"))
-        code = run(load_project("housing"), ["train", *SMOKE])
-        logging.getLogger().handlers.clear()
-    assert code == 0
-    [directory] = finished_runs(root, "housing")
-    return directory
-
-
-def refused(result: Result, code: int, *phrases: str, output: Path | None = None) -> None:
-    """Exit `code`, an error and a fix naming `phrases`, no traceback, and no output file left behind."""
-    text = result.out + result.err
-    assert result.code == code, text
-    assert "error:" in result.err and "fix:" in result.err and "Traceback" not in text, text
-    for phrase in phrases:
-        assert phrase in result.err, (phrase, result.err)
-    assert output is None or not output.exists(), "a refused command writes nothing"
+    return train_for_module(tmp_path_factory, "housing", *SMOKE)
 
 
 def districts(count: int = 3) -> list[list[str]]:

@@ -5,7 +5,6 @@ top-k lists past the catalogue, implausible ratings and settings that cannot wor
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,7 @@ import pytest
 
 from projects.recommender.data import RANKING
 from projects.recommender.sources import SyntheticInteractions
-from shared.cli import run
-from shared.registry import load_project
-from tests.conftest import Result, finished_runs
+from tests.conftest import Result, finished_runs, refused, train_for_module
 
 SMOKE = ["data=synthetic", "trainer=cpu", "logger=csv", "model=item_item", "protocol=ranking", "model.l2=100"]
 PAIRS = "user_id,item_id\n1,45\n2,3\n"
@@ -24,26 +21,7 @@ PAIRS = "user_id,item_id\n1,45\n2,3\n"
 @pytest.fixture(scope="module")
 def ranked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One run trained for the whole module (predict reads it with run=PATH)."""
-    root = tmp_path_factory.mktemp("recommender")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PORTFOLIO_OFFLINE", "1")
-        patch.setenv("PORTFOLIO_RUNS_DIR", str(root / "runs"))
-        patch.setenv("PORTFOLIO_CACHE_DIR", str(root / "cache"))
-        code = run(load_project("recommender"), ["train", *SMOKE])
-        logging.getLogger().handlers.clear()
-    assert code == 0
-    [directory] = finished_runs(root, "recommender")
-    return directory
-
-
-def refused(result: Result, code: int, *phrases: str, output: Path | None = None) -> None:
-    """Exit `code`, an error and a fix naming `phrases`, no traceback, and no output file left behind."""
-    text = result.out + result.err
-    assert result.code == code, text
-    assert "error:" in result.err and "fix:" in result.err and "Traceback" not in text, text
-    for phrase in phrases:
-        assert phrase in result.err, (phrase, result.err)
-    assert output is None or not output.exists(), "a refused command writes nothing"
+    return train_for_module(tmp_path_factory, "recommender", *SMOKE)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
