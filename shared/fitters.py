@@ -362,6 +362,9 @@ SAFE_LIBRARY_TYPES = frozenset(
         "scipy.sparse._csr.csr_matrix",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.model_selection._split.KFold",
+        "sklearn.model_selection._split.ShuffleSplit",
+        "sklearn.model_selection._split.StratifiedKFold",
+        "sklearn.model_selection._split.StratifiedShuffleSplit",
         "sklearn.tree._tree.Tree",
         "sklearn.utils._bunch.Bunch",
     }
