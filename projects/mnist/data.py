@@ -10,18 +10,22 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from projects.mnist.augment import Augmentation
 from shared.data import DataFile, ProjectData, fetch_files, holdout_indices, tensor_loader
 from shared.errors import DataError
 
 MEAN, STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set, as the literature normalises
 IMAGE_SIZE = 28
+DIGIT_SIDE = 20  # MNIST fits each digit's bounding box to 20×20, then centres it by mass in 28×28
 _SOURCES = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/")
 
 MNIST_FILES = (
@@ -114,6 +118,7 @@ class DigitImages(ProjectData):
         batch_size: int = 128,
         eval_batch_size: int = 1000,
         max_shift: int = 2,
+        augment: Mapping[str, Any] | None = None,
         num_workers: int = 0,
     ) -> None:
         super().__init__(mirror_dir, cache_dir)
@@ -122,6 +127,7 @@ class DigitImages(ProjectData):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.max_shift = max_shift
+        self.augment = Augmentation.from_config(augment)
         self.num_workers = num_workers
         self._images: dict[str, np.ndarray] = {}
         self._labels: dict[str, np.ndarray] = {}
@@ -158,12 +164,19 @@ class DigitImages(ProjectData):
     def targets(self, split: str) -> np.ndarray:
         return self._labels[split].astype(np.int64)
 
+    def images(self, split: str) -> np.ndarray:
+        """The raw uint8 N×28×28 images of `split`, as read: what `scripts/robustness.py` degrades."""
+        return self._images[split]
+
     def loader(self, inputs: torch.Tensor, targets: np.ndarray | None = None, train: bool = False) -> DataLoader:
         tensors = (inputs,) if targets is None else (inputs, torch.as_tensor(targets, dtype=torch.long))
-        shift = self.max_shift if train else 0
+        shift, augment = (self.max_shift, self.augment) if train else (0, None)
 
         def collate(batch: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-            return [random_shift(batch[0], shift), *batch[1:]]
+            images = batch[0]
+            if augment is not None:
+                images = ((augment(images * STD + MEAN) - MEAN) / STD).contiguous()
+            return [random_shift(images, shift), *batch[1:]]
 
         return tensor_loader(
             *tensors,
@@ -187,8 +200,21 @@ class Mnist(DigitImages):
         return {"dataset": "MNIST (LeCun, Cortes & Burges), canonical IDX files", **super().describe()}
 
 
+def synthetic_digit(label: int) -> np.ndarray:
+    """Class `label`'s made-up digit: a bar on the left at a height that encodes the class, its mirror image
+    through the centre on the right, and two thin uprights 20 px tall: sized and centred as MNIST's digits are
+    (by symmetry), so `predict`'s normalisation keeps it as it is."""
+    image = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    start, end = (IMAGE_SIZE - DIGIT_SIDE) // 2, (IMAGE_SIZE + DIGIT_SIDE) // 2
+    image[start:end, [start, end - 1]] = 255
+    row = start + 2 * label
+    image[row : row + 3, start + 2 : IMAGE_SIZE // 2] = 255
+    return np.maximum(image, image[::-1, ::-1])
+
+
 class SyntheticDigits(DigitImages):
-    """Tiny made-up digits (each class a stroke at its own place) for smoke tests and offline trials."""
+    """Tiny made-up digits (each class a pair of bars at its own height, on faint noise) for smoke tests and
+    offline trials."""
 
     def __init__(self, train_size: int = 600, test_size: int = 200, seed: int = 0, **options: object) -> None:
         options.setdefault("val_size", 0.2)
@@ -197,14 +223,12 @@ class SyntheticDigits(DigitImages):
 
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         generator = np.random.default_rng(self.seed)
+        digits = np.stack([synthetic_digit(label) for label in range(len(self.class_names))])
 
         def draw(count: int) -> tuple[np.ndarray, np.ndarray]:
             labels = generator.integers(0, 10, count)
-            images = generator.integers(0, 40, (count, IMAGE_SIZE, IMAGE_SIZE)).astype(np.uint8)
-            for image, label in zip(images, labels, strict=True):
-                row = 4 + 2 * int(label)
-                image[row : row + 3, 6:22] = 255  # a horizontal stroke whose height encodes the class
-            return images, labels.astype(np.uint8)
+            noise = generator.integers(0, 40, (count, IMAGE_SIZE, IMAGE_SIZE)).astype(np.uint8)
+            return np.maximum(noise, digits[labels]), labels.astype(np.uint8)
 
         train_images, train_labels = draw(self.train_size)
         test_images, test_labels = draw(self.test_size)

@@ -1,8 +1,11 @@
 """Reading `predict` records the way MNIST expects them: 28×28 grey, light digit on dark, centred.
 
-A record is an image in any form `shared.images.decode_image` reads (a file, bytes, base64, pixels). Images
-of other sizes or in colour are converted as the MNIST authors prepared theirs: grey, the digit's bounding
-box scaled to fit 20×20, then centred by its centre of mass in 28×28.
+A record is an image in any form `shared.images.decode_image` reads (a file, bytes, base64, pixels). Every image
+has its contrast stretched to the full [0, 1] range above its background (dark ink on light paper is inverted
+first), so a faint digit or one on grey paper reads like MNIST's. Then, unless it is already a 28×28 digit
+normalised the MNIST way (bounding box ~20 px, centre of mass at the middle), it is converted as the MNIST
+authors prepared theirs: the digit's bounding box scaled to fit 20×20, then centred by its centre of mass in
+28×28. Real MNIST digits pass through unchanged; a shifted, tiny or frame-filling one is re-fitted.
 """
 
 from __future__ import annotations
@@ -17,30 +20,76 @@ from shared.errors import RecordError
 from shared.images import decode_image
 
 DIGIT_BOX = 20
+INK = 0.2  # a pixel is ink above this share of the stretched range
+# The bounding-box sides (ink > INK) and the centre-of-mass offset an MNIST-normalised digit has: all 70,000
+# MNIST digits but three have a 17-20 px box, and all have their centre of mass within 0.5 px of (14, 14).
+NORMALISED_SIDES = (17, 22)
+CENTRE_TOLERANCE = 1.5
+MIN_CONTRAST = 1 / 255  # a range below one grey level is a blank image
 
 
-def to_mnist(grey: np.ndarray) -> np.ndarray:
-    """A grey image (H×W, values in [0, 1]) to a 28×28 MNIST-style digit in [0, 1]."""
-    if grey.ndim != 2 or min(grey.shape) == 0:
-        raise RecordError(f"expected a 2-D image, got shape {grey.shape}")
-    if np.median(grey) > 0.5:  # dark digit on light paper: invert to MNIST's light on dark
-        grey = 1.0 - grey
-    if grey.shape == (IMAGE_SIZE, IMAGE_SIZE):
-        return grey.astype(np.float32)
-    ink = grey > max(0.1, 0.2 * float(grey.max()))
+def _border(grey: np.ndarray) -> np.ndarray:
+    """The pixels of the outer frame (2 px on a 28×28 image): where the background shows, even for a big digit."""
+    width = max(1, min(grey.shape) // 14)
+    if min(grey.shape) <= 2 * width:
+        return grey.ravel()
+    frame = np.ones(grey.shape, bool)
+    frame[width:-width, width:-width] = False
+    return grey[frame]
+
+
+def stretch_contrast(grey: np.ndarray) -> np.ndarray:
+    """Light ink on black, from 0 (the background) to 1 (the strongest ink): grey paper, faint or dark ink alike.
+
+    The background is the median of the image's border; the ink is whichever extreme lies farther from it (so
+    dark ink on light paper is inverted).
+    """
+    background, low, high = float(np.median(_border(grey))), float(grey.min()), float(grey.max())
+    if high - background < background - low:  # dark ink on light paper: invert to MNIST's light on dark
+        grey, background, high = 1.0 - grey, 1.0 - background, 1.0 - low
+    if high - background < MIN_CONTRAST:
+        return np.zeros_like(grey, dtype=np.float32)
+    return np.clip((grey - background) / (high - background), 0.0, 1.0).astype(np.float32)
+
+
+def _box_and_centre(digit: np.ndarray) -> tuple[slice, slice, float, float] | None:
+    """The bounding box of the ink (rows, columns) and the centre of mass (row, column); None without ink."""
+    ink = digit > INK * float(digit.max(initial=0.0))
     if not ink.any():
-        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        return None
     rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    digit = grey[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
-    scale = DIGIT_BOX / max(digit.shape)
-    height, width = max(1, round(digit.shape[0] * scale)), max(1, round(digit.shape[1] * scale))
-    resized = (
-        np.asarray(
-            Image.fromarray((digit * 255).astype(np.uint8)).resize((width, height), Image.Resampling.LANCZOS),
-            dtype=np.float32,
-        )
-        / 255.0
+    total = float(digit.sum())
+    centre_row = float(digit.sum(axis=1) @ np.arange(digit.shape[0])) / total
+    centre_column = float(digit.sum(axis=0) @ np.arange(digit.shape[1])) / total
+    return slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1), centre_row, centre_column
+
+
+def looks_normalised(digit: np.ndarray) -> bool:
+    """Whether a stretched 28×28 digit is sized and centred as MNIST's are (then re-fitting would only blur it)."""
+    found = _box_and_centre(digit)
+    if digit.shape != (IMAGE_SIZE, IMAGE_SIZE) or found is None:
+        return False
+    rows, columns, centre_row, centre_column = found
+    side = max(rows.stop - rows.start, columns.stop - columns.start)
+    middle = IMAGE_SIZE / 2
+    return (
+        NORMALISED_SIDES[0] <= side <= NORMALISED_SIDES[1]
+        and abs(centre_row - middle) <= CENTRE_TOLERANCE
+        and abs(centre_column - middle) <= CENTRE_TOLERANCE
     )
+
+
+def fit_digit(digit: np.ndarray) -> np.ndarray:
+    """MNIST's normalisation: the ink's bounding box scaled to fit 20×20, centred by mass in 28×28."""
+    found = _box_and_centre(digit)
+    if found is None:
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    rows, columns, _, _ = found
+    crop = digit[rows, columns]
+    scale = DIGIT_BOX / max(crop.shape)
+    height, width = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    pixels = Image.fromarray(np.round(crop * 255).astype(np.uint8))
+    resized = np.asarray(pixels.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
     canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
     total = resized.sum()
     centre_row = (resized.sum(axis=1) @ np.arange(height)) / total if total else height / 2
@@ -49,6 +98,14 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
     left = int(np.clip(round(IMAGE_SIZE / 2 - centre_column), 0, IMAGE_SIZE - width))
     canvas[top : top + height, left : left + width] = resized
     return canvas
+
+
+def to_mnist(grey: np.ndarray) -> np.ndarray:
+    """A grey image (H×W, values in [0, 1]) to a 28×28 MNIST-style digit in [0, 1]."""
+    if grey.ndim != 2 or min(grey.shape) == 0:
+        raise RecordError(f"expected a 2-D image, got shape {grey.shape}")
+    digit = stretch_contrast(np.asarray(grey, dtype=np.float32))
+    return digit if looks_normalised(digit) else fit_digit(digit)
 
 
 def parse_digit(payload: Any) -> np.ndarray:

@@ -24,8 +24,9 @@ class MnistProject(Project):
     summary = "Handwritten digit recognition on MNIST (28×28 grey images, 10 classes)."
     intended_use = (
         "Teaching and benchmarking: recognising single handwritten digits that are centred and size-normalised "
-        "the way MNIST's are. `predict` converts other images (colour, other sizes, dark ink on light paper) "
-        "to that form first."
+        "the way MNIST's are. `predict` converts other images (colour, other sizes, dark ink on light paper, faint "
+        "or low-contrast, off-centre, tiny or frame-filling digits) to that form first, and training augments "
+        "blurred, low-resolution, thick and thin digits (scripts/robustness.py measures each)."
     )
     limitations = (
         "Trained on digits written by American census employees and students in the 1990s: other scripts, "
