@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
+from projects.sentiment.batching import LengthBuckets
 from projects.sentiment.data import (
-    LengthBuckets,
     TextTable,
     ToyReviews,
     binary_labels,

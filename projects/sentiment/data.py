@@ -8,16 +8,16 @@ the data that is reported, so hyperparameters and checkpoints are chosen without
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.model_selection import StratifiedKFold
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
+from projects.sentiment.batching import LengthBuckets, collate_texts
 from shared import checks
 from shared.data import DataFile, ProjectData, fetch_files, holdout_indices
 from shared.errors import DataError
@@ -108,41 +108,6 @@ def read_table(path: Path, text_column: str, label_column: str | None) -> tuple[
         raise DataError(f"{path}: empty text in row(s) {empty[:10]}.", "remove or fill those rows.")
     labels = binary_labels(frame[label_column].tolist(), str(path)) if label_column else None
     return texts, labels
-
-
-class LengthBuckets(Sampler[list[int]]):
-    """Shuffled batches of texts of similar length: a padded batch then wastes little compute on padding.
-
-    Texts are shuffled, cut into pools of `pool` batches, sorted by length inside each pool, batched,
-    and the batches shuffled again, so every epoch sees a new order.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, pool: int = 50, seed: int = 0) -> None:
-        self.lengths = np.asarray(lengths)
-        self.batch_size, self.pool = batch_size, pool
-        self.generator = np.random.default_rng(seed)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = self.generator.permutation(len(self.lengths))
-        size = self.batch_size * self.pool
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
-        for index in self.generator.permutation(len(batches)):
-            yield batches[index]
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
-
-def collate_texts(batch: list[tuple[str, int] | tuple[str]]) -> list[Any]:
-    """(text, label) pairs to [list of texts, label tensor]; the models tokenize the texts themselves."""
-    texts = [row[0] for row in batch]
-    if len(batch[0]) == 1:
-        return [texts]
-    return [texts, torch.tensor([row[1] for row in batch], dtype=torch.long)]
 
 
 class TextData(ProjectData):
