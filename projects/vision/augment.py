@@ -1,0 +1,88 @@
+"""Random crops, flips and cutout of whole training batches, on the batch's device.
+
+The data's loaders only slice uint8 tensors; the model augments each training batch here. On a CPU the cost
+must stay small beside the training step, so nothing loops over images: a reflect-padded random crop is a
+shift of row and column indices (reflected at the borders, so no padded copy is made), a flip reverses an
+image's column indices, and both are two `gather`s; cutout is one broadcast mask. The random draws (a few
+numbers per image) come from a generator the augmentation owns, on the CPU: the same seed gives the same
+batches on any device, and its state travels in the model's checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from shared.errors import UsageError
+
+OPTIONS = ("crop_padding", "flip", "cutout", "seed")
+
+
+class BatchAugment:
+    """Per image: a crop of the image reflect-padded by `crop_padding` (a shift of up to that many pixels each
+    way, as in airbench's translate), a horizontal flip half the time, and a `cutout`×`cutout` square set to 0
+    (placed wholly inside; 0 = off). In the model the batch is already normalised, so 0 is the mean colour."""
+
+    def __init__(self, crop_padding: int = 2, flip: bool = True, cutout: int = 0, seed: int | None = None) -> None:
+        if crop_padding < 0 or cutout < 0:
+            raise UsageError(
+                f"augment.crop_padding={crop_padding} and augment.cutout={cutout} must not be negative.",
+                "use 0 to turn either off.",
+            )
+        self.crop_padding, self.flip, self.cutout = int(crop_padding), bool(flip), int(cutout)
+        self.generator = torch.Generator()
+        # The core seeds torch's global generator, so a run's augmentation is reproducible without a seed too.
+        self.generator.manual_seed(int(torch.randint(2**62, ())) if seed is None else int(seed))
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any] | None) -> BatchAugment | None:
+        """The augmentation an `augment` config asks for, or None when it asks for nothing (null, or all off)."""
+        if options is None:
+            return None
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise UsageError(f"unknown augment option(s) {', '.join(unknown)}.", f"use some of: {', '.join(OPTIONS)}.")
+        augment = cls(**options)
+        return augment if augment.crop_padding or augment.flip or augment.cutout else None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """N×C×H×W images (any dtype) → the same shape, dtype and values, moved about per image."""
+        count, channels, height, width = images.shape
+        if self.crop_padding >= min(height, width):
+            raise UsageError(
+                f"augment.crop_padding={self.crop_padding} does not fit {height}×{width} images.",
+                f"use less than {min(height, width)}.",
+            )
+        rows = torch.arange(height).expand(count, height)
+        columns = torch.arange(width).expand(count, width)
+        if self.crop_padding:
+            shifts = torch.randint(-self.crop_padding, self.crop_padding + 1, (count, 2), generator=self.generator)
+            rows, columns = _reflect(rows + shifts[:, :1], height), _reflect(columns + shifts[:, 1:], width)
+        if self.flip:
+            flipped = torch.rand(count, generator=self.generator) < 0.5
+            columns = torch.where(flipped[:, None], columns.flip(1), columns)
+        if self.crop_padding:
+            index = rows.to(images.device)[:, None, :, None].expand(count, channels, height, width)
+            images = images.gather(2, index)
+        if self.crop_padding or self.flip:
+            index = columns.to(images.device)[:, None, None, :].expand(count, channels, height, width)
+            images = images.gather(3, index)
+        if self.cutout:
+            images = images.masked_fill(self._cutout_mask(count, height, width).to(images.device), 0)
+        return images
+
+    def _cutout_mask(self, count: int, height: int, width: int) -> torch.Tensor:
+        """N×1×H×W, True on each image's square."""
+        size = min(self.cutout, height, width)
+        top = torch.randint(0, height - size + 1, (count, 1), generator=self.generator)
+        left = torch.randint(0, width - size + 1, (count, 1), generator=self.generator)
+        inside_rows = (torch.arange(height) >= top) & (torch.arange(height) < top + size)
+        inside_columns = (torch.arange(width) >= left) & (torch.arange(width) < left + size)
+        return inside_rows[:, None, :, None] & inside_columns[:, None, None, :]
+
+
+def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
+    """Indices beyond the edges reflected back inside (-1 → 1, size → size - 2), as `F.pad(mode="reflect")`."""
+    return (size - 1) - ((size - 1) - positions.abs()).abs()
