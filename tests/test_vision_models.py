@@ -223,6 +223,22 @@ def test_flip_mirrors_about_half_the_images_and_nothing_else() -> None:
     assert 16 < sum(mirrored) < 48
 
 
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch() -> None:
+    batch = images(64)
+    augment = BatchAugment(crop_padding=0, flip="alternate", seed=0)
+    epochs = [
+        [torch.equal(a, b.flip(-1)) for a, b in zip(augment(batch, epoch), batch, strict=True)] for epoch in range(3)
+    ]
+    assert epochs[0] == epochs[2]
+    assert all(first != second for first, second in zip(epochs[0], epochs[1], strict=True))
+    assert 16 < sum(epochs[0]) < 48
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(1))  # the side is the image's, not its place
+    shuffled = augment(batch[order])
+    assert [torch.equal(shuffled[i], batch[j].flip(-1)) for i, j in enumerate(order)] == [epochs[0][j] for j in order]
+    with pytest.raises(UsageError, match="alternate"):
+        BatchAugment(flip="sometimes")
+
+
 def test_crop_is_a_shift_of_the_reflect_padded_image() -> None:
     batch, padding = floats(32), 3
     out = BatchAugment(crop_padding=padding, flip=False, seed=0)(batch)
@@ -243,6 +259,12 @@ def test_cutout_zeroes_one_square_of_the_given_size_per_image() -> None:
         rows, columns = zero[0].nonzero(as_tuple=True)
         assert zero[0].sum() == 36
         assert rows.max() - rows.min() == 5 and columns.max() - columns.min() == 5
+
+
+def test_the_models_cutout_is_the_mean_colour_which_normalises_to_zero() -> None:
+    model = ResNet9(widths=(8, 8, 8, 8), augment={"crop_padding": 0, "flip": False, "cutout": 4, "seed": 0})
+    out = model.normalise(model.augment(torch.full((2, 3, 32, 32), 255, dtype=torch.uint8)))
+    assert ((out.abs() < 0.01).sum(dim=(2, 3)) == 16).all()
 
 
 def test_unknown_augmentation_options_are_refused_with_the_known_ones() -> None:
