@@ -103,7 +103,7 @@ class VisionClassifier(Classifier, ExtractsFeatures):
 
     def validation_step(self, batch: Sequence[Any], batch_index: int) -> None:
         images, labels = batch
-        logits = torch.stack(self._views(images)).mean(0)
+        logits = torch.stack(self._views(images)).float().mean(0)
         self.val_accuracy(logits, labels)
         size = len(labels)
         loss = F.cross_entropy(logits, labels)
@@ -255,7 +255,8 @@ class TorchvisionNet(SGDClassifier):
                 f"model.arch={arch!r} is not a torchvision classification architecture.",
                 f"use one of: {', '.join(choices)}.",
             )
-        self.network = torchvision.models.get_model(arch, weights=None, num_classes=classes)
+        sized = {"image_size": image_size} if arch.startswith("vit_") else {}  # a ViT is built for one size
+        self.network = torchvision.models.get_model(arch, weights=None, num_classes=classes, **sized)
         if isinstance(self.network, torchvision.models.ResNet):
             stem = self.network.conv1
             self.network.conv1 = nn.Conv2d(3, stem.out_channels, 3, padding=1, bias=False)
@@ -265,7 +266,8 @@ class TorchvisionNet(SGDClassifier):
         self.to(memory_format=self.memory_format)
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.network(inputs)
+        outputs = self.network(inputs)
+        return getattr(outputs, "logits", outputs)  # GoogLeNet and Inception add auxiliary logits in training
 
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.last_linear is None:
