@@ -145,10 +145,18 @@ def plot_reliability(targets: np.ndarray, probabilities: np.ndarray, path: Path,
     return save_figure(figure, path)
 
 
-def class_columns(probabilities: np.ndarray, class_names: Sequence[str], label: str = "label") -> list[dict[str, Any]]:
-    """`predict`'s columns for a classifier: the predicted class and its probability."""
-    best = probabilities.argmax(axis=1)
-    return [
-        {label: class_names[index], "probability": round(float(row[index]), 6)}
-        for index, row in zip(best, probabilities, strict=True)
-    ]
+def class_columns(
+    probabilities: np.ndarray, class_names: Sequence[str], label: str = "label", top: int = 1
+) -> list[dict[str, Any]]:
+    """`predict`'s columns for a classifier: the predicted class and its probability, then (with `top` above 1)
+    the runners-up as `label_2`, `probability_2`, ... up to `top`, most probable first."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, : max(1, min(top, probabilities.shape[1]))]
+    rows = []
+    for ranked, row in zip(order, probabilities, strict=True):
+        columns: dict[str, Any] = {}
+        for rank, index in enumerate(ranked, start=1):
+            suffix = "" if rank == 1 else f"_{rank}"
+            columns[f"{label}{suffix}"] = class_names[index]
+            columns[f"probability{suffix}"] = round(float(row[index]), 6)
+        rows.append(columns)
+    return rows

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
@@ -71,6 +71,10 @@ def _decode_bytes(payload: bytes, mode: str) -> np.ndarray:
     except Image.DecompressionBombError as error:  # above PIL's own hard limit: it refuses to open the file
         size = _declared_size(payload)
         raise RecordError(_too_large(*size) if size else f"too large ({error})") from error
+    except UnidentifiedImageError as error:
+        raise RecordError(
+            f"not a readable image: {len(payload):,} bytes in no format Pillow reads (PNG, JPEG, GIF, BMP, TIFF, WebP)"
+        ) from error
     except Exception as error:  # a broken file can fail anywhere in a decoder (OSError, SyntaxError, struct.error)
         raise RecordError(f"not a readable image ({type(error).__name__}: {error})") from error
 

@@ -217,8 +217,22 @@ def class_folders(folder: Path, minimum: int = 2) -> tuple[str, ...]:
     return names
 
 
+def square_crop(image: np.ndarray) -> np.ndarray:
+    """The largest centred square of an H×W×3 image: how a photo is framed for a square classifier input."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def to_model_input(image: np.ndarray, side: int) -> np.ndarray:
+    """An H×W×3 image in [0, 1] as the models' side×side×3 uint8 input: centre-cropped to a square, resized
+    (Lanczos) and quantised to 8 bits, as the training JPEGs are. Training folders and `predict` both use it."""
+    return np.round(resize(square_crop(image), (side, side)) * 255).astype(np.uint8)
+
+
 def read_class_folders(folder: Path, class_names: Sequence[str], side: int) -> FolderImages:
-    """Every image of `folder/<class>/` in any size or mode, as RGB resized to side×side (Lanczos).
+    """Every image of `folder/<class>/` in any size or mode, as RGB centre-cropped and resized to side×side.
 
     A file that does not decode is skipped and named, not fatal: one bad photo should not stop a run. No
     readable image at all, or none of a training class, is a `DataError`.
@@ -237,11 +251,11 @@ def read_class_folders(folder: Path, class_names: Sequence[str], side: int) -> F
     count = 0
     for file, label in tqdm(files, desc=f"read {folder.name}/", unit="image", disable=len(files) < 1000):
         try:
-            pixels = resize(decode_image(file, "RGB"), (side, side))
+            pixels = to_model_input(decode_image(file, "RGB"), side)
         except RecordError as error:
             skipped.append(f"{file.relative_to(folder.parent)} ({error})")
             continue
-        images[count] = np.round(pixels * 255).astype(np.uint8).transpose(2, 0, 1)
+        images[count] = pixels.transpose(2, 0, 1)
         labels[count] = label
         count += 1
     if not count:

@@ -215,10 +215,10 @@ class Cifar10(VisionImages):
 class ImageFolder(VisionImages):
     """A user's own images: `<path>/train/<class>/<image>` and optionally `<path>/test/<class>/<image>`.
 
-    Any size and mode Pillow reads (RGBA, grey, palette, 16-bit), converted to RGB and resized (not cropped)
-    to `image_size`×`image_size`. Classes are the sorted folder names under `train/`. Without `test/`,
-    `test_size` of the training images is held out as the test set, always the same ones; val comes from the
-    rest. Unreadable files are skipped and listed in one warning.
+    Any size and mode Pillow reads (RGBA, grey, palette, 16-bit), converted to RGB, centre-cropped to a square
+    and resized to `image_size`×`image_size`, as `predict` converts its images. Classes are the sorted folder
+    names under `train/`. Without `test/`, `test_size` of the training images is held out as the test set,
+    always the same ones; val comes from the rest. Unreadable files are skipped and listed in one warning.
     """
 
     def __init__(

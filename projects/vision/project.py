@@ -1,0 +1,71 @@
+"""CIFAR-10 (or a user's image folder) as the core sees it: its description, metrics, plots and predict records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from projects.vision import evaluate, predict
+from projects.vision.models import VisionClassifier
+from shared import checks
+from shared.classification import CLASSIFICATION_GOALS, class_columns, classification_scores
+from shared.data import ProjectData
+from shared.errors import RunNotFoundError
+from shared.images import image_items
+from shared.metrics import Metrics
+from shared.predict import parse_item
+from shared.project import Evaluation, PredictItem, Project
+from shared.runs import Run
+
+
+class VisionProject(Project):
+    name = "vision"
+    summary = "Image classification on CIFAR-10 (32×32 colour photos, 10 classes), or on a folder of your own images."
+    intended_use = (
+        "Teaching and benchmarking fast image-classifier training: CIFAR-10's ten classes of small, centred "
+        "photographs. `predict` takes images of any size and mode, centre-crops them to a square and resizes them "
+        "to the training size, so it suits photos framed on one object of those classes."
+    )
+    limitations = (
+        "32×32 inputs keep little detail: a photo with several objects, an object off-centre or a class outside "
+        "the ten gets one of the ten anyway, with a probability that is the model's softmax, not a guarantee. "
+        "CIFAR-10 was collected from the web around 2008; its photos are not representative of any population."
+    )
+    metrics = Metrics("acc", CLASSIFICATION_GOALS)
+    predict_usage = "input=<image, folder of images, or .npy of N×H×W×3> output=preds.csv [top_k=3]"
+
+    def model_options(self, data: ProjectData) -> dict[str, Any]:
+        names = list(data.class_names)  # type: ignore[attr-defined]
+        return {"classes": len(names), "class_names": names, "image_size": data.image_size}  # type: ignore[attr-defined]
+
+    def score(self, data: ProjectData, split: str, outputs: np.ndarray) -> dict[str, float]:
+        return classification_scores(data.targets(split), outputs)
+
+    def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
+        return evaluate.report(evaluation, plots_dir, _classifier(model).class_names)
+
+    def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
+        return image_items(path, lambda name, payload: parse_item(self, name, payload, run, cfg))
+
+    def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> np.ndarray:
+        return predict.parse_image(payload, _classifier(run.model).image_size)
+
+    def stack_inputs(self, values: list[Any]) -> Any:
+        return predict.stack_images(values)
+
+    def predict_rows(self, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:
+        top = checks.whole(cfg.get("top_k", 1), "top_k", example=3)
+        columns = class_columns(run.predict(values), _classifier(run.model).class_names, top=top)
+        return [[row] for row in columns]
+
+
+def _classifier(model: Any) -> VisionClassifier:
+    """The run's model as a vision classifier: what knows its class names and input size."""
+    if not isinstance(model, VisionClassifier):
+        raise RunNotFoundError(
+            f"the run's model is a {type(model).__name__}, not a vision classifier.", "pass a vision run with run=."
+        )
+    return model
