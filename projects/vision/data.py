@@ -62,8 +62,12 @@ class VisionImages(ProjectData):
         eval_batch_size: int = 1000,
         num_workers: int = 0,
         resident: str = "auto",
+        train_limit: int | None = None,
     ) -> None:
         super().__init__(mirror_dir, cache_dir)
+        # Train on only this many of the training images (after val is carved out), for quick trials and tests;
+        # val and test stay whole, so their figures mean the same.
+        self.train_limit = None if train_limit is None else checks.whole(train_limit, "data.train_limit", example=5000)
         self.val_size = checks.share_or_count(val_size, "data.val_size", 0.1)
         self.split_seed = checks.seed(split_seed, "data.split_seed")
         self.batch_size = checks.whole(batch_size, "data.batch_size", example=128)
@@ -88,6 +92,11 @@ class VisionImages(ProjectData):
         check_splits(splits, self.dataset, len(self.class_names), self.image_size)
         images, labels = splits["train"]
         kept, held_out = holdout_indices(len(labels), self.val_size, self.split_seed)
+        kept = (
+            kept
+            if self.train_limit is None
+            else np.sort(kept[np.random.default_rng(self.split_seed).permutation(len(kept))[: self.train_limit]])
+        )
         parts = {"train": (images[kept], labels[kept]), "val": (images[held_out], labels[held_out])}
         parts["test"] = splits["test"]
         self._images = {split: torch.from_numpy(np.ascontiguousarray(pair[0])) for split, pair in parts.items()}
