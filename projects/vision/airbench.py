@@ -128,8 +128,10 @@ class Airbench(VisionClassifier, FitsOnTrain):
 
     # --- whitening ------------------------------------------------------------------------------------------
     def fit_on_train(self, inputs: Any, targets: np.ndarray) -> None:
-        """The whitening filters from the first `whiten_images` training images (uint8 N×3×H×W)."""
-        images = torch.as_tensor(inputs[: self.whiten_images])
+        """The whitening filters from `whiten_images` training images (uint8 N×3×H×W), spread evenly over the split:
+        a split stored in class order (CIFAR-10's images from their class folders) would give one class first."""
+        step = max(1, len(inputs) // self.whiten_images)
+        images = torch.as_tensor(inputs[::step][: self.whiten_images])
         with torch.no_grad():
             covariance = torch.zeros(3 * WHITEN_KERNEL**2, 3 * WHITEN_KERNEL**2, dtype=torch.float64)
             count = 0
@@ -176,15 +178,16 @@ class Airbench(VisionClassifier, FitsOnTrain):
         """Lookahead: every few steps, the average moves towards the weights and the weights jump to it."""
         if self.lookahead_from is None or self.current_epoch < self.lookahead_from:
             return
-        last = batch_index == self.trainer.num_training_batches - 1
-        if self.global_step % LOOKAHEAD_EVERY and not last:
+        due = self.global_step % LOOKAHEAD_EVERY == 0
+        if not due and batch_index < self.trainer.num_training_batches - 1:
             return
         tensors = [tensor for tensor in self.state_dict().values() if tensor.is_floating_point()]
         if self._average is None:
             self._average = [tensor.clone() for tensor in tensors]
             return
         progress = self.global_step / self.trainer.estimated_stepping_batches
-        decay = 1.0 if last else LOOKAHEAD_DECAY**LOOKAHEAD_EVERY * progress**LOOKAHEAD_POWER
+        # At an epoch's end between two moves the weights return to the average (airbench's): what is saved is it.
+        decay = LOOKAHEAD_DECAY**LOOKAHEAD_EVERY * progress**LOOKAHEAD_POWER if due else 1.0
         with torch.no_grad():
             for average, tensor in zip(self._average, tensors, strict=True):
                 average.lerp_(tensor, 1 - decay)
