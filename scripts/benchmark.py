@@ -49,6 +49,11 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     ],
     "recommender": [(f"rating/{name}", ["-m", f"experiment={name}", "data.fold=range(1,6)"]) for name in _RATING_MODELS]
     + [(f"ranking/{name}", [f"experiment={name}"]) for name in _RANKING_MODELS],
+    "vision": [  # CPU targets: quick >= 90% in 5 min, cpu >= 93% in 30 min; GPU: airbench >= 94.0% mean of 5 seeds
+        ("quick", ["experiment=quick"]),
+        ("cpu", ["experiment=cpu"]),
+        ("airbench", ["-m", "experiment=airbench", "seed=0,1,2,3,4"]),
+    ],
     "sentiment": [
         ("tfidf_lr", ["model=tfidf_lr"]),
         ("tfidf_lr/rt-polarity-10-fold", ["-m", "model=tfidf_lr", *RT_FOLDS]),
@@ -65,7 +70,7 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     ],
 }
 # Presets that take hours on a CPU: run only on a machine with a GPU, or when named with --preset.
-GPU_PRESETS = {("sentiment", "transformer")}
+GPU_PRESETS = {("sentiment", "transformer"), ("vision", "airbench")}
 REPORTED = ("train_seconds", "samples_per_second", "epochs", "parameters", "device", "precision")
 
 
@@ -90,8 +95,32 @@ def benchmark(project: str, label: str, overrides: list[str]) -> dict[str, objec
             "test_data": metrics["data"].get("test set") or metrics["data"].get("dataset"),
             "wall_seconds": round(wall, 1),
             "run": str(run_dirs[0]),
+            **(FOLLOW_UPS[project](run_dirs[0]) if project in FOLLOW_UPS else {}),
         }
     return {"project": project, "preset": label, **average(run_dirs), "wall_seconds": round(wall, 1)}
+
+
+def vision_test_accuracy_by_tta(run_dir: Path) -> dict[str, object]:
+    """The trained model's test accuracy with and without test-time flip augmentation (one model, both ways)."""
+    from projects.vision.models import VisionClassifier
+    from shared.config import compose_config
+    from shared.fitters import inference_device
+    from shared.runs import load_run
+
+    project = load_project("vision")
+    cfg = compose_config("vision", "predict", [f"run={run_dir}"], project.config_dir)
+    run = load_run(project, str(run_dir), cfg.paths, inference_device(cfg.get("trainer")))
+    assert isinstance(run.model, VisionClassifier)
+    data, line = run.prepared_data, {}
+    for tta in (False, True):
+        run.model.tta = tta
+        probabilities = run.fitter.predict(run.model, data, data.inputs("test"), run.device)
+        line[f"test/acc_tta_{'on' if tta else 'off'}"] = float((probabilities.argmax(1) == data.targets("test")).mean())
+    return line
+
+
+# project -> what else to measure on a trained run, added to its line
+FOLLOW_UPS = {"vision": vision_test_accuracy_by_tta}
 
 
 def average(run_dirs: list[Path]) -> dict[str, object]:
