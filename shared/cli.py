@@ -23,7 +23,13 @@ from shared.errors import Interrupted, PortfolioError, UsageError
 from shared.io import write_text
 from shared.logs import route_library_logs
 from shared.project import Command, Project
-from shared.runs import INTERRUPTED_FILE, LAST_CHECKPOINT, forget_sweep_dirs, resume_overrides
+from shared.runs import (
+    INTERRUPTED_FILE,
+    LAST_CHECKPOINT,
+    forget_sweep_dirs,
+    raise_refused_run_dir,
+    resume_overrides,
+)
 
 
 def _train(project: Project, cfg: DictConfig) -> None:
@@ -148,6 +154,7 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         _pin_run_dir()
         route_library_logs()
         try:
+            raise_refused_run_dir()  # a run folder that could not be made: its error, here rather than in Hydra
             exit_code = commands[name].run(project, cfg) or 0
         except PortfolioError as error:
             print(f"error: {error}", file=sys.stderr)
@@ -156,6 +163,9 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         except (Interrupted, KeyboardInterrupt) as stop:
             exit_code = stop.exit_code if isinstance(stop, Interrupted) else 128 + signal.SIGINT
             _report_interruption(project, name)
+        except Exception:  # a bug, not the user's mistake: its traceback is shown, and no half-written run is left
+            _discard_unfinished_run(name)
+            raise
 
     saved_argv = sys.argv
     sys.argv = [original_argv[0], *_with_overrides(overrides, [*extra, searchpath_override()])]
@@ -197,8 +207,8 @@ def _pin_run_dir() -> None:
 
 
 def _discard_unfinished_run(command: str) -> None:
-    """A train stopped by a user error leaves no run directory when it holds nothing but Hydra's files; one with
-    checkpoints (a resumed run) is kept."""
+    """A train that failed (a user error, or a crash) leaves no run directory when it holds nothing but Hydra's files
+    and what it wrote before the failure; one with checkpoints (resumable, or a resumed run) is kept."""
     if command != "train" or not HydraConfig.initialized():
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)

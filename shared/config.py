@@ -17,7 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from shared.errors import PortfolioError, UsageError
+from shared.errors import PortfolioError, RunNotFoundError, UsageError
 from shared.io import write_text
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
@@ -43,10 +43,10 @@ def searchpath_override() -> str:
 
 def register_resolvers() -> None:
     """OmegaConf resolvers the configs use. Called by the CLI, not at import."""
-    from shared.runs import new_run_dir, new_sweep_dir
+    from shared.runs import deferring, new_run_dir, new_sweep_dir
 
-    OmegaConf.register_new_resolver("new_run_dir", new_run_dir, replace=True)
-    OmegaConf.register_new_resolver("new_sweep_dir", new_sweep_dir, replace=True)
+    OmegaConf.register_new_resolver("new_run_dir", deferring(new_run_dir), replace=True)
+    OmegaConf.register_new_resolver("new_sweep_dir", deferring(new_sweep_dir), replace=True)
 
 
 def compose_config(
@@ -75,5 +75,15 @@ def save_config(cfg: DictConfig, path: Path) -> Path:
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
-    """The resolved config a run was trained with."""
-    return OmegaConf.load(run_dir / CONFIG_FILE)  # type: ignore[return-value]
+    """The resolved config a run was trained with; a damaged one (not YAML, not a mapping with a model and its
+    data) is a `RunNotFoundError` that says so."""
+    path = run_dir / CONFIG_FILE
+    try:
+        config = OmegaConf.load(path)
+    except Exception as error:  # YAML and OmegaConf errors of every kind, unreadable files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RunNotFoundError(f"{path} is damaged: not readable YAML ({reason}).", "retrain the run.") from error
+    missing = [node for node in ("model", "data") if not isinstance(config, DictConfig) or node not in config]
+    if missing:
+        raise RunNotFoundError(f"{path} is damaged: it has no {' and no '.join(missing)} section.", "retrain the run.")
+    return config

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import skops.io
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -241,11 +242,33 @@ class LightningFitter(Fitter):
         return path
 
     def load(self, model_cfg: DictConfig, run_dir: Path, trusted: tuple[str, ...]) -> LightningModule:
-        # weights_only: a checkpoint holds tensors and plain values; torch refuses anything that would run code
-        checkpoint = torch.load(run_dir / self.artifact, map_location="cpu", weights_only=True)
-        saved = {key: value for key, value in checkpoint.get("hyper_parameters", {}).items() if key not in model_cfg}
-        model = build(model_cfg, **saved)  # a PortfolioError from the constructor stays readable
-        model.load_state_dict(checkpoint["state_dict"])
+        path = run_dir / self.artifact
+        try:  # weights_only: a checkpoint holds tensors and plain values; torch refuses anything that would run code
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # damaged (EOFError, RuntimeError) or not plain data (UnpicklingError)
+            raise RunNotFoundError(
+                f"{path} cannot be loaded: it is damaged or holds more than weights and plain values "
+                f"({first_line(error)}).",
+                "retrain the run.",
+            ) from error
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+            raise RunNotFoundError(f"{path} holds no state_dict of weights.", "retrain the run.")
+        hyper_parameters = checkpoint.get("hyper_parameters") or {}
+        saved = {key: value for key, value in dict(hyper_parameters).items() if key not in model_cfg}
+        try:
+            model = build(model_cfg, **saved)  # a PortfolioError from the constructor stays readable
+        except InstantiationException as error:  # the config and the checkpoint's hyper-parameters disagree
+            raise RunNotFoundError(
+                f"the model of {run_dir / 'config.yaml'} cannot be built from it and {path.name} "
+                f"({first_line(error.__cause__ or error)}).",
+                "retrain the run.",
+            ) from error
+        try:
+            model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as error:  # missing or unexpected keys, other shapes: weights of another model
+            raise RunNotFoundError(
+                f"{path} does not fit the model its config.yaml describes ({first_line(error)}).", "retrain the run."
+            ) from error
         if isinstance(model, CarriesPreprocessor):
             model.preprocessor = load_estimator(run_dir / self.preprocessor_artifact, trusted)
         model.eval()
@@ -275,6 +298,12 @@ def _fit_or_raise_interrupted(
         raise
     if trainer.interrupted:
         raise Interrupted(signal.SIGINT)
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first sentence (its type when it has no message), for an error that quotes it."""
+    text = str(error).strip()
+    return text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(error).__name__
 
 
 def _preprocessed(model: LightningModule, inputs: Any) -> Any:
@@ -380,6 +409,14 @@ def save_estimator(estimator: Any, path: Path) -> Path:
 
 def load_estimator(path: Path, trusted: tuple[str, ...]) -> Any:
     """A skops file, refused unless every type it names is trusted by skops, safe data, or under `trusted`."""
+    if not path.is_file():
+        pickled = path.with_suffix(".joblib")
+        raise RunNotFoundError(
+            f"{pickled} is a pickle, which this version does not load: unpickling a file can run any code in it."
+            if pickled.is_file()
+            else f"{path} is missing.",
+            "retrain the run (its scikit-learn objects are saved with skops).",
+        )
     try:
         named = skops.io.get_untrusted_types(file=path)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # not a skops zip, or a damaged one

@@ -11,7 +11,10 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import platform
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -19,12 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from shared.config import CONFIG_FILE, compose_config, load_run_config
-from shared.errors import RunNotFoundError, UsageError
-from shared.fitters import Fitter, fitter_that_saved
-from shared.io import read_json
+from shared.config import CONFIG_FILE, SHARED_CONFIGS, compose_config, load_run_config, project_config_dir
+from shared.errors import PortfolioError, RunNotFoundError, UsageError
+from shared.fitters import Fitter, first_line, fitter_that_saved
+from shared.io import OutputError, read_json
 
 if TYPE_CHECKING:
     from shared.data import ProjectData
@@ -63,16 +68,22 @@ def new_run_dir(runs_dir: str, project: str, name: str | None = None) -> str:
         )
     stem = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + (f"-{name}" if name else "")
     base = Path(runs_dir).expanduser() / project
-    base.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, 1000):
-        candidate = base / (stem if attempt == 1 else f"{stem}.{attempt}")
-        if not candidate.resolve().is_relative_to(base.resolve()):
-            raise UsageError(f"the run folder {candidate} would lie outside {base}.", "use a plain name=.")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return str(candidate)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):
+            candidate = base / (stem if attempt == 1 else f"{stem}.{attempt}")
+            if not candidate.resolve().is_relative_to(base.resolve()):
+                raise UsageError(f"the run folder {candidate} would lie outside {base}.", "use a plain name=.")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return str(candidate)
+    except OSError as error:  # the runs folder is read-only, a file, on a full disk
+        raise OutputError(
+            f"cannot create a run folder under {base}: {error.strerror or error}.",
+            "set PORTFOLIO_RUNS_DIR (or paths.runs_dir=) to a folder you can write, e.g. paths.runs_dir=~/runs.",
+        ) from error
     raise UsageError(f"no free run folder name under {base} for {stem}.", "pass another name=.")
 
 
@@ -92,6 +103,40 @@ def new_sweep_dir(runs_dir: str, project: str) -> str:
 def forget_sweep_dirs() -> None:
     """A new command line: its sweep, if any, gets a folder of its own."""
     _SWEEP_DIRS.clear()
+    _REFUSED.clear()
+
+
+# Errors of the run-folder resolvers, with the scratch folder each gave Hydra instead (see `deferring`).
+_REFUSED: list[tuple[PortfolioError, str]] = []
+
+
+def deferring(make: Callable[..., str]) -> Callable[..., str]:
+    """`make` (`new_run_dir`, `new_sweep_dir`) as the resolver Hydra calls for `hydra.run.dir`/`hydra.sweep.dir`.
+
+    Hydra resolves those before the command runs, where an exception is shown as a traceback. So an error (a
+    `name=${oc.env:HOME}` that resolves to a path, a runs folder that cannot be written) is kept, Hydra gets a
+    scratch folder to set up in, and `raise_refused_run_dir`, the command's first step, raises the error there.
+    """
+
+    def resolve(*arguments: Any) -> str:
+        try:
+            return make(*arguments)
+        except PortfolioError as error:
+            scratch = tempfile.mkdtemp(prefix="portfolio-refused-run-")
+            _REFUSED.append((error, scratch))
+            return scratch
+
+    return resolve
+
+
+def raise_refused_run_dir() -> None:
+    """Raise the error a run-folder resolver kept (`deferring`), removing the scratch folders Hydra was given."""
+    if _REFUSED:
+        error = _REFUSED[0][0]
+        for _, scratch in _REFUSED:
+            shutil.rmtree(scratch, ignore_errors=True)
+        _REFUSED.clear()
+        raise error
 
 
 def successful_runs(runs_dir: str | Path, project: str) -> list[Path]:
@@ -174,11 +219,86 @@ def resume_overrides(project: Project, overrides: list[str]) -> list[str]:
             f"{run_dir} has no {LAST_CHECKPOINT} to resume from (Lightning runs keep one from their first epoch).",
             f"train again: python -m projects.{project.name} train",
         )
-    saved_file = run_dir / ".hydra" / "overrides.yaml"
-    saved = [str(item) for item in (OmegaConf.load(saved_file) if saved_file.is_file() else [])]
-    saved = [item for item in saved if not item.startswith(("resume=", "hydra.run.dir="))]
+    saved = _saved_overrides(project, run_dir)
+    _refuse_untrusted_resume(project, run_dir, saved, others)
+    _check_last_checkpoint(run_dir / LAST_CHECKPOINT)
     (run_dir / INTERRUPTED_FILE).unlink(missing_ok=True)
     return [*saved, *others, f"resume={run_dir / LAST_CHECKPOINT}", f"hydra.run.dir={run_dir}"]
+
+
+def _saved_overrides(project: Project, run_dir: Path) -> list[str]:
+    """The command line a run was started with (`.hydra/overrides.yaml`), refused when it is not one a user could
+    have typed into a run: Hydra's own settings (its callbacks and logging run code) and config-group choices that
+    name a file by its path (`model=../../elsewhere/evil`, which Hydra would read) are not taken from a folder."""
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    retrain = f"start a new run instead: python -m projects.{project.name} train"
+    try:
+        loaded = OmegaConf.load(saved_file) if saved_file.is_file() else []
+    except Exception as error:  # YAML errors of every kind
+        raise RunNotFoundError(f"{saved_file} is not readable YAML ({first_line(error)}).", retrain) from error
+    if not isinstance(loaded, list | ListConfig) or not all(isinstance(item, str) for item in loaded):
+        raise RunNotFoundError(f"{saved_file} is not a list of overrides.", retrain)
+    saved = [str(item) for item in loaded if not str(item).startswith(("resume=", "hydra.run.dir="))]
+    for item in saved:
+        key, _, value = item.lstrip("+~").partition("=")
+        group_path = "." not in key and any(mark in value for mark in ("/", "\\", ".."))
+        if key.startswith("hydra") or group_path:
+            raise RunNotFoundError(
+                f"{run_dir} was started with the override {item}, which a resumed run does not take from its folder.",
+                f"resume it with that override typed again if you mean it, or {retrain}",
+            )
+    return saved
+
+
+def _refuse_untrusted_resume(project: Project, run_dir: Path, saved: list[str], others: list[str]) -> None:
+    """Every `_target_` of the config a resume would train with must be the project's own code, one it declares
+    (`Project.trusted_targets`), one the shipped configs name (Lightning's callbacks and loggers), or one typed on
+    this command line: a folder's saved `+callbacks.x._target_=os.system` is a file, not an instruction."""
+    try:
+        composed = compose_config(project.name, "train", [*saved, *others], project.config_dir)
+    except Exception:  # an override Hydra refuses: it refuses it again when the command runs, before any code
+        return
+    typed = {value for key, _, value in (item.partition("=") for item in others) if key.endswith("_target_")}
+    allowed = {*project.trusted_targets, *shipped_targets(project), *typed}
+    where = f"{run_dir} (resumed with its overrides)"
+    _refuse_untrusted_targets(project, OmegaConf.to_container(composed, resolve=False), where, allowed)
+
+
+def shipped_targets(project: Project) -> set[str]:
+    """The `_target_`s named by the configs that come with the code: the shared groups and the project's own."""
+    folders = [SHARED_CONFIGS, project_config_dir(project.name, project.config_dir)]
+    targets: set[str] = set()
+    for path in (path for folder in folders for path in folder.rglob("*.yaml")):
+        _collect_targets(OmegaConf.to_container(OmegaConf.load(path), resolve=False), targets)
+    return targets
+
+
+def _collect_targets(node: Any, targets: set[str]) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            targets.add(node["_target_"])
+        for value in node.values():
+            _collect_targets(value, targets)
+    elif isinstance(node, list):
+        for value in node:
+            _collect_targets(value, targets)
+
+
+def _check_last_checkpoint(path: Path) -> None:
+    """A resumable checkpoint: a dict of tensors and plain values (loaded as Lightning will, `weights_only`) with the
+    state Lightning restores; a damaged file, or one holding other objects, is refused with the reason."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # damaged (EOFError, RuntimeError) or not plain data (UnpicklingError)
+        raise RunNotFoundError(
+            f"{path} cannot be resumed from: it is damaged or holds more than weights and plain values "
+            f"({first_line(error)}).",
+            "start a new run: the run's other files are left as they are.",
+        ) from error
+    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= set(checkpoint):
+        raise RunNotFoundError(
+            f"{path} is not a full Lightning checkpoint (no state_dict and loops to resume).", "start a new run."
+        )
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
@@ -216,7 +336,13 @@ class Run:
 
     @cached_property
     def data(self) -> ProjectData:
-        return self.project.build_data(self.config, self.paths)
+        try:
+            return self.project.build_data(self.config, self.paths)
+        except InstantiationException as error:  # a key the data class does not take: a damaged or patched config
+            raise RunNotFoundError(
+                f"the data of {self.directory / CONFIG_FILE} cannot be built ({first_line(error.__cause__ or error)}).",
+                "check any data.<key>= you added, or retrain the run.",
+            ) from error
 
     @cached_property
     def prepared_data(self) -> ProjectData:
@@ -245,6 +371,8 @@ def load_run(
     directory = resolve_run(run, paths.runs_dir, project.name)
     train_again = f"train one: python -m projects.{project.name} train"
     metrics = read_metrics(directory)
+    if metrics.get("project") is None:
+        raise RunNotFoundError(f"{directory / METRICS_FILE} does not say which project the run is of.", train_again)
     if metrics.get("project") != project.name:
         raise RunNotFoundError(
             f"{directory} is a run of '{metrics.get('project')}', not of {project.name}.",
@@ -265,27 +393,43 @@ def load_run(
     if data:
         config = OmegaConf.merge(config, {"data": data})
     for node in ("model", "data"):
-        _refuse_untrusted_targets(project, config.get(node), f"{directory / CONFIG_FILE}: {node}")
+        contents = OmegaConf.to_container(config[node], resolve=False) if node in config else None
+        _refuse_untrusted_targets(project, contents, f"{directory / CONFIG_FILE}: {node}", set(project.trusted_targets))
     model = fitter.load(config.model, directory, (project.package,))
     return Run(project, directory, config, metrics, fitter, model, paths, device or torch.device("cpu"))
 
 
-def _refuse_untrusted_targets(project: Project, node: Any, where: str) -> None:
-    """Every `_target_` a run's config would instantiate must be the project's own code or one it declares
-    (`Project.trusted_targets`): a config naming `shutil.rmtree` is a file, not an instruction."""
-    if isinstance(node, DictConfig):
+def _refuse_untrusted_targets(project: Project, node: Any, where: str, allowed: set[str]) -> None:
+    """Every `_target_` in `node` (a plain container) must be the project's own code (`own_code`) or in `allowed`
+    (the library estimators the project declares, `Project.trusted_targets`): a config naming `shutil.rmtree` is a
+    file, not an instruction."""
+    if isinstance(node, dict):
         target = node.get("_target_")
-        if target is not None and not (str(target).startswith(project.package) or target in project.trusted_targets):
+        if target is not None and not (str(target) in allowed or own_code(project, str(target))):
+            named = ", ".join(sorted(project.trusted_targets))
             raise RunNotFoundError(
                 f"{where} names _target_ {target}, which a run of {project.name} may not instantiate.",
-                f"a run folder may only name code of {project.package.rstrip('.')} "
-                f"{'or ' + ', '.join(project.trusted_targets) if project.trusted_targets else ''}; retrain the run.",
+                f"a run folder may only name code of {project.package.rstrip('.')}"
+                f"{' or ' + named if named else ''}; retrain the run.",
             )
         for value in node.values():
-            _refuse_untrusted_targets(project, value, where)
-    elif isinstance(node, ListConfig):
+            _refuse_untrusted_targets(project, value, where, allowed)
+    elif isinstance(node, list):
         for value in node:
-            _refuse_untrusted_targets(project, value, where)
+            _refuse_untrusted_targets(project, value, where, allowed)
+
+
+def own_code(project: Project, target: str) -> bool:
+    """Whether `target` names a class or function defined in the project's own package. The prefix alone is not
+    enough: `projects.housing.data.np.save` starts like the project's code but is NumPy's, reached through the
+    module's imports (Hydra looks attributes up along the path)."""
+    if not target.startswith(project.package):
+        return False
+    try:
+        found = get_object(target)  # imports the project's own modules only: the path starts inside its package
+    except Exception:  # no such object: not the project's, and Hydra could not build it either
+        return False
+    return str(getattr(found, "__module__", None) or "").startswith(project.package)
 
 
 def git_commit() -> str | None:

@@ -1,5 +1,6 @@
 """Interrupted trainings: a signal says how to resume and exits 130/143; a killed run resumes from its last full
-checkpoint, into its own folder, and ends like an uninterrupted one."""
+checkpoint, into its own folder, and ends like an uninterrupted one. A crash leaves no half-written run, unless it
+left a checkpoint to resume from."""
 
 from __future__ import annotations
 
@@ -86,3 +87,30 @@ def test_resume_refuses_what_it_cannot_continue(cli, isolated: Path) -> None:
     assert result.code == 2 and "finished already" in result.err
     result = cli(TinyProject(), "train", f"resume={isolated / 'nowhere'}")
     assert result.code == 2 and "has no checkpoints/last.ckpt" in result.err
+
+
+def test_a_crash_before_the_first_checkpoint_leaves_no_half_written_run(cli, isolated: Path, monkeypatch) -> None:
+    def crash(self, cfg, data):
+        raise RuntimeError("a bug in the project")
+
+    monkeypatch.setattr(TinyProject, "build_model", crash)
+    result = cli(TinyProject(), "train", *NETWORK)
+    assert result.code == 1 and "a bug in the project" in result.err
+    assert list((isolated / "runs").glob("tiny/*")) == [], "the folder of the crashed run is removed"
+
+
+def test_a_crash_after_a_checkpoint_keeps_the_run_resumable(cli, isolated: Path, monkeypatch) -> None:
+    import shared.train
+
+    def crash(*arguments, **options):
+        raise RuntimeError("a bug in the evaluation")
+
+    evaluate_splits = shared.train.evaluate_splits
+    monkeypatch.setattr(shared.train, "evaluate_splits", crash)
+    assert cli(TinyProject(), "train", *NETWORK).code == 1
+    run = _only_folder(isolated)
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
+    monkeypatch.setattr(shared.train, "evaluate_splits", evaluate_splits)  # fixed
+    resumed = cli(TinyProject(), "train", "resume=latest")
+    assert resumed.code == 0, resumed.err
+    assert finished_runs(isolated, "tiny") == [run]
