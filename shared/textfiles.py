@@ -25,6 +25,14 @@ BYTE_ORDER_MARKS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 ENCODING_EXAMPLES = "encoding=latin-1 (Western European), encoding=cp1252 (Windows) or encoding=utf-16"
+OTHER_DELIMITERS = (";", "|")
+
+
+def encoding_examples(option: str = "encoding") -> str:
+    """`ENCODING_EXAMPLES` for the option that names a file's encoding (`encoding`, or `data.encoding` for data)."""
+    return ENCODING_EXAMPLES.replace("encoding=", f"{option}=")
+
+
 DELIMITERS = {",": "comma", "\t": "tab"}
 
 
@@ -33,27 +41,30 @@ def bom_encoding(data: bytes) -> str | None:
     return next((name for mark, name in BYTE_ORDER_MARKS if data.startswith(mark)), None)
 
 
-def check_encoding(encoding: str | None) -> str | None:
-    """`encoding=` as a codec Python knows (None: detect); anything else is a command-line mistake."""
+def check_encoding(encoding: str | None, option: str = "encoding") -> str | None:
+    """`encoding=` (or `option=`) as a codec Python knows (None: detect); anything else is a command-line mistake."""
     if encoding is None or str(encoding).strip() == "":
         return None
     try:
         return codecs.lookup(str(encoding)).name
     except LookupError:
         raise UsageError(
-            f"encoding={encoding} is not a text encoding Python knows.",
-            f"use e.g. encoding=utf-8, {ENCODING_EXAMPLES}; or leave it out to detect it.",
+            f"{option}={encoding} is not a text encoding Python knows.",
+            f"use e.g. {option}=utf-8, {encoding_examples(option)}; or leave it out to detect it.",
         ) from None
 
 
-def decode(data: bytes, source: str, encoding: str | None = None, lenient: bool = False) -> str:
+def decode(
+    data: bytes, source: str, encoding: str | None = None, lenient: bool = False, option: str = "encoding"
+) -> str:
     """`data` as text: in `encoding` when one is named, else by its byte-order mark, else as UTF-8.
 
     A file with NUL bytes and no mark is UTF-16 without one, or no text file at all: refused. Undecodable
     UTF-8 is refused too, unless `lenient`: then each bad byte becomes a lone surrogate (`surrogateescape`), so
-    a caller can give just the lines that hold one an error of their own (`undecodable`).
+    a caller can give just the lines that hold one an error of their own (`undecodable`). `option` is how the
+    user names the encoding in the messages (`encoding=`, `data.encoding=`).
     """
-    named = check_encoding(encoding)
+    named = check_encoding(encoding, option)
     chosen = named or bom_encoding(data)
     if chosen is not None:
         try:
@@ -61,12 +72,12 @@ def decode(data: bytes, source: str, encoding: str | None = None, lenient: bool 
         except UnicodeDecodeError as error:
             raise DataError(
                 f"{source} is not {chosen} text (byte 0x{data[error.start]:02x} at position {error.start}).",
-                f"set encoding= to the file's real encoding ({ENCODING_EXAMPLES}), or save it as UTF-8.",
+                f"set {option}= to the file's real encoding ({encoding_examples(option)}), or save it as UTF-8.",
             ) from error
     if b"\x00" in data:
         raise DataError(
             f"{source} holds NUL bytes: it is UTF-16 or UTF-32 without a byte-order mark, or not a text file.",
-            "save it as UTF-8 text, or name its encoding (encoding=utf-16-le, encoding=utf-16-be).",
+            f"save it as UTF-8 text, or name its encoding ({option}=utf-16-le, {option}=utf-16-be).",
         )
     try:
         return data.decode("utf-8")
@@ -76,7 +87,7 @@ def decode(data: bytes, source: str, encoding: str | None = None, lenient: bool 
         line = data.count(b"\n", 0, error.start) + 1
         raise DataError(
             f"{source} is not UTF-8 text (byte 0x{data[error.start]:02x} on line {line}).",
-            f"save it as UTF-8, or name its encoding: {ENCODING_EXAMPLES}.",
+            f"save it as UTF-8, or name its encoding: {encoding_examples(option)}.",
         ) from error
 
 
@@ -89,7 +100,7 @@ def undecodable(text: str) -> str | None:
     return f"not valid UTF-8 (byte 0x{byte:02x} at character {at}); save the file as UTF-8 or set encoding=latin-1"
 
 
-def read_text(path: Path, encoding: str | None = None, lenient: bool = False) -> str:
+def read_text(path: Path, encoding: str | None = None, lenient: bool = False, option: str = "encoding") -> str:
     """A file's text (`decode`), or a `DataError` when it cannot be read at all."""
     try:
         data = path.read_bytes()
@@ -97,7 +108,20 @@ def read_text(path: Path, encoding: str | None = None, lenient: bool = False) ->
         raise DataError(
             f"cannot read {path} ({error.strerror or error}).", "check the path and its permissions."
         ) from error
-    return decode(data, str(path), encoding, lenient)
+    return decode(data, str(path), encoding, lenient, option)
+
+
+def refuse_other_delimiter(path: Path, header: list[str]) -> None:
+    """A header read as one column that holds a `;` or a `|`: the file is separated by those, not by commas or
+    tabs, and every column name the user gives would be reported missing. Say so, with the header as CSV."""
+    if len(header) != 1:
+        return
+    other = next((mark for mark in OTHER_DELIMITERS if mark in str(header[0])), None)
+    if other is not None:
+        raise DataError(
+            f"{path} looks '{other}'-separated (header {header[0]!r}): columns are separated by commas or tabs.",
+            f"save it with commas (CSV) or tabs (TSV) between the columns, e.g. {str(header[0]).replace(other, ',')}.",
+        )
 
 
 @dataclass(frozen=True)
@@ -137,13 +161,7 @@ def read_rows(
     if not lines:
         raise DataError(f"{path} holds no values.", f"give {expected}.")
     header = [field.strip() for field in lines[0][1]]
-    if len(header) == 1:
-        other = next((mark for mark in (";", "|") if mark in header[0]), None)
-        if other is not None:
-            raise DataError(
-                f"{path} looks '{other}'-separated (header {header[0]!r}): columns are separated by commas or tabs.",
-                f"save it with commas (CSV) or tabs (TSV) between the columns, e.g. {header[0].replace(other, ',')}.",
-            )
+    refuse_other_delimiter(path, header)
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise DataError(f"{path}: the header names {', '.join(repeated)} more than once.", "give each column one name.")

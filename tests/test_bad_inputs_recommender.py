@@ -1,6 +1,7 @@
 """Bad input to the recommender, each refused with a message and a fix (or kept to its own row), never a traceback
 or a quiet wrong answer: pair files that are not CSV, rows that do not fit their header, counts that are no counts,
-top-k lists past the catalogue, implausible ratings and settings that cannot work."""
+top-k lists past the catalogue, implausible ratings, ratings files in UTF-16 or Latin-1 (`data.encoding=`), too few
+ratings to hold out, and settings that cannot work."""
 
 from __future__ import annotations
 
@@ -162,3 +163,37 @@ def test_a_movielens_file_that_is_missing_or_wrong_names_grouplens(cli, isolated
     monkeypatch.setenv("PORTFOLIO_DATA_DIR", str(mirror))
     result = cli("recommender", "train", "trainer=cpu")
     refused(result, 1, "u1.base (mirror) is corrupt", "https://files.grouplens.org/datasets/movielens/ml-100k.zip")
+
+
+# --- a user's ratings file that is not UTF-8 ------------------------------------------------------------------------
+def _noted_ratings(path: Path, encoding: str) -> Path:
+    lines = [f"{user},{item},{(user + item) % 5 + 1},café" for user in range(1, 21) for item in range(1, 11)]
+    path.write_bytes(("user,item,rating,note\n" + "\n".join(lines) + "\n").encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("encoding", "phrases"),
+    [("utf-16-le", ("NUL bytes", "data.encoding=utf-16-le")), ("latin-1", ("not UTF-8 text", "data.encoding=latin-1"))],
+)
+def test_a_ratings_file_not_in_utf8_names_data_encoding(cli, tmp_path: Path, isolated: Path, encoding, phrases):
+    source = _noted_ratings(tmp_path / "ratings.csv", encoding)
+    train = ["train", "data=ratings_csv", f"data.path={source}", "model=bias", "trainer=cpu"]
+    refused(cli("recommender", *train), 1, *phrases)
+    assert finished_runs(isolated, "recommender") == [], "a refused train leaves no run"
+    named = cli("recommender", *train, f"data.encoding={encoding}")
+    assert named.code == 0, named.err
+
+
+def test_a_ratings_file_with_a_byte_order_mark_is_read_in_its_encoding(cli, tmp_path: Path) -> None:
+    source = _noted_ratings(tmp_path / "ratings.csv", "utf-16")
+    result = cli("recommender", "train", "data=ratings_csv", f"data.path={source}", "model=bias", "trainer=cpu")
+    assert result.code == 0, result.err
+
+
+def test_too_few_ratings_to_hold_out_say_to_give_more(cli, tmp_path: Path, isolated: Path) -> None:
+    source = tmp_path / "ratings.csv"
+    source.write_text("user,item,rating\n1,1,3\n2,2,4\n", encoding="utf-8")
+    result = cli("recommender", "train", "data=ratings_csv", f"data.path={source}", "model=bias", "trainer=cpu")
+    refused(result, 2, "holds out none", "give more interactions (data.val_fraction=0.05 holds out one in 20)")
+    assert finished_runs(isolated, "recommender") == []

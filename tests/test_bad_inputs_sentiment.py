@@ -1,6 +1,7 @@
 """Bad input to sentiment, each refused with a message and a fix (or kept to its own row), never a traceback or a
 quiet wrong answer: files in UTF-16/32 (read by their byte-order mark), Latin-1 or no text at all, CSV rows that do
-not fit their header, and settings that cannot work (`max_chars=0`, `data.batch_size=0`, `data.val_size=0`)."""
+not fit their header, settings that cannot work (`max_chars=0`, `data.batch_size=0`, `data.val_size=0`), and
+training tables in UTF-16 or Latin-1 (`data.encoding=`) or separated by semicolons."""
 
 from __future__ import annotations
 
@@ -155,3 +156,37 @@ def test_a_two_row_training_file_says_how_many_examples_it_needs(cli, tmp_path: 
     assert "smaller validation size" not in result.err, "the old fix pointed the wrong way"
     source.write_bytes("text,label\ncafé,1\n".encode("latin-1"))
     refused(cli("sentiment", "train", "data=csv", f"data.path={source}"), 1, "not UTF-8", "save it as UTF-8")
+
+
+# --- a training table that is not UTF-8, or not comma-separated ----------------------------------------------------
+def _training_table(path: Path, encoding: str, separator: str = ",") -> Path:
+    lines = [f"text{separator}label"] + [
+        f"{'a great' if i % 2 else 'an awful'} café {i}{separator}{i % 2}" for i in range(60)
+    ]
+    path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("encoding", "phrases"),
+    [("utf-16-le", ("NUL bytes", "data.encoding=utf-16-le")), ("latin-1", ("not UTF-8 text", "data.encoding=latin-1"))],
+)
+def test_a_training_table_not_in_utf8_names_data_encoding(cli, tmp_path: Path, isolated: Path, encoding, phrases):
+    source = _training_table(tmp_path / "reviews.csv", encoding)
+    refused(cli("sentiment", "train", "data=csv", f"data.path={source}"), 1, *phrases)
+    assert finished_runs(isolated, "sentiment") == [], "a refused train leaves no run"
+    named = cli("sentiment", "train", "data=csv", f"data.path={source}", f"data.encoding={encoding}")
+    assert named.code == 0, named.err
+
+
+def test_a_training_table_with_a_byte_order_mark_is_read_in_its_encoding(cli, tmp_path: Path) -> None:
+    source = _training_table(tmp_path / "reviews.csv", "utf-16")
+    result = cli("sentiment", "train", "data=csv", f"data.path={source}")
+    assert result.code == 0, result.err
+
+
+def test_a_semicolon_separated_training_table_names_the_delimiter(cli, tmp_path: Path, isolated: Path) -> None:
+    source = _training_table(tmp_path / "reviews.csv", "utf-8", separator=";")
+    result = cli("sentiment", "train", "data=csv", f"data.path={source}")
+    refused(result, 1, "looks ';'-separated", "commas (CSV) or tabs (TSV)")
+    assert finished_runs(isolated, "sentiment") == []

@@ -3,6 +3,7 @@ plots, and `predict` records (a user's top items, similar items, or scored pairs
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,15 @@ class RecommenderProject(Project):
         without validation interactions (its checkpoint is chosen on them: none would make val metrics NaN)."""
         interactions = _interactions(data)
         if not len(interactions.targets("val")):
+            fraction = interactions.val_fraction
             raise UsageError(
-                f"no validation interactions: data.val_fraction={interactions.val_fraction:g} of "
+                f"no validation interactions: data.val_fraction={fraction:g} of "
                 f"{len(interactions.inputs('train'))} training interactions holds out none, and training "
                 "chooses its checkpoint on them.",
-                "use a positive data.val_fraction (e.g. 0.05), with enough interactions that it holds out some.",
+                f"give more interactions (data.val_fraction={fraction:g} holds out one in {math.ceil(1 / fraction)}), "
+                "or a larger data.val_fraction."
+                if fraction > 0
+                else "use a positive data.val_fraction (e.g. 0.05).",
             )
         model = super().build_model(cfg, data)
         protocols = model.protocols if isinstance(model, Recommends) else PROTOCOLS

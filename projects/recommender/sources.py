@@ -5,6 +5,7 @@ file, and synthetic taste groups. Each source is an `Interactions` whose `load` 
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from projects.recommender.data import RATING, Interactions, SourceInteractions, 
 from shared import checks
 from shared.data import DataFile, fetch_files
 from shared.errors import DataError, UsageError
+from shared.textfiles import check_encoding, read_text, refuse_other_delimiter
 
 # Column spellings recognised without configuration, most specific first (also for `predict input=`).
 USER_COLUMNS = ("userId", "user_id", "user", "userid", "UserID")
@@ -171,10 +173,12 @@ class RatingsCsv(Interactions):
         timestamp_column: str | None = None,
         title_column: str | None = None,
         rating_scale: tuple[float, float] | None = None,
+        encoding: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self.path, self.items_path = path, items_path
+        self.encoding = check_encoding(encoding, "data.encoding")
         self.columns = {
             "user": user_column,
             "item": item_column,
@@ -187,12 +191,15 @@ class RatingsCsv(Interactions):
     def _read(self, path: Path) -> pd.DataFrame:
         if not path.is_file():
             raise DataError(f"{path} does not exist.", "pass data.path=<your interactions .csv>.")
+        text = read_text(path, self.encoding, option="data.encoding")  # by its byte-order mark, else UTF-8
         try:
-            return pd.read_csv(path, sep=None, engine="python")
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+            frame = pd.read_csv(io.StringIO(text), sep=None, engine="python")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as error:
             raise DataError(
-                f"{path} is not a readable CSV/TSV file ({error}).", "save it as UTF-8 CSV with a header."
+                f"{path} is not a readable CSV/TSV file ({error}).", "save it as a CSV (or TSV) with a header."
             ) from error
+        refuse_other_delimiter(path, [str(column) for column in frame.columns])
+        return frame
 
     def load(self) -> SourceInteractions:
         if not self.path:

@@ -8,6 +8,7 @@ the data that is reported, so hyperparameters and checkpoints are chosen without
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from projects.sentiment.batching import LengthBuckets, collate_texts
 from shared import checks
 from shared.data import DataFile, ProjectData, fetch_files, holdout_indices
 from shared.errors import DataError
+from shared.textfiles import check_encoding, read_text, refuse_other_delimiter
 
 CLASS_NAMES = ("negative", "positive")
 LABEL_WORDS = {"0": 0, "1": 1, "neg": 0, "negative": 0, "pos": 1, "positive": 1, "false": 0, "true": 1}
@@ -76,26 +78,30 @@ def binary_labels(values: Sequence[Any], source: str) -> np.ndarray:
     return np.array([LABEL_WORDS[word] for word in words], dtype=np.int64)
 
 
-def read_table(path: Path, text_column: str, label_column: str | None) -> tuple[list[str], np.ndarray | None]:
-    """Texts (and labels) of a CSV, TSV or JSON Lines file, chosen by its suffix."""
+def read_table(
+    path: Path, text_column: str, label_column: str | None, encoding: str | None = None
+) -> tuple[list[str], np.ndarray | None]:
+    """Texts (and labels) of a CSV, TSV or JSON Lines file, chosen by its suffix. The bytes are decoded by their
+    byte-order mark, else as UTF-8, else refused with `data.encoding=` named (`shared.textfiles`)."""
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv", ".tsv"):
+        raise DataError(f"{path}: unknown table format '{suffix}'.", "give a .csv, .tsv or .jsonl file.")
+    text = read_text(path, encoding, option="data.encoding")
     try:
         if suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False)
-        elif suffix in (".csv", ".tsv"):
+            frame = pd.read_json(io.StringIO(text), lines=True, dtype=False)
+        else:
             frame = pd.read_csv(
-                path,
+                io.StringIO(text),
                 sep="\t" if suffix == ".tsv" else ",",
                 quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL,
                 dtype=str,
                 keep_default_na=False,
             )
-        else:
-            raise DataError(f"{path}: unknown table format '{suffix}'.", "give a .csv, .tsv or .jsonl file.")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not UTF-8 text ({error}).", "save it as UTF-8 (training files are).") from error
     except (ValueError, pd.errors.ParserError) as error:
         raise DataError(f"{path} could not be read as {suffix[1:]}: {error}", "check the file's format.") from error
+    if suffix != ".jsonl":
+        refuse_other_delimiter(path, [str(column) for column in frame.columns])
     for column in (text_column, label_column):
         if column is not None and column not in frame.columns:
             raise DataError(
@@ -324,10 +330,12 @@ class TextTable(TextData):
         label_column: str = "label",
         test_path: str | None = None,
         test_size: int | float = 0.2,
+        encoding: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self.path, self.test_path = path, test_path
+        self.encoding = check_encoding(encoding, "data.encoding")
         self.test_size = checks.share_or_count(test_size, "data.test_size", 0.2, "test")
         self.text_column, self.label_column = text_column, label_column
         self.source = str(path)
@@ -336,7 +344,7 @@ class TextTable(TextData):
         file = Path(path).expanduser()
         if not file.is_file():
             raise DataError(f"data file {file} does not exist.", "point data.path= at a .csv, .tsv or .jsonl file.")
-        texts, labels = read_table(file, self.text_column, self.label_column)
+        texts, labels = read_table(file, self.text_column, self.label_column, self.encoding)
         assert labels is not None
         return texts, labels
 
