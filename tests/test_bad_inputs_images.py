@@ -1,6 +1,7 @@
 """Bad images for `predict`, read by the shared readers directly (no model is trained): each bad image is its own
 error row and the others are read as if it were not there; a file that holds no images is a `DataError` with a fix.
-NaN and infinite pixels, 16-bit greys, decompression bombs and broken files are generated here, small."""
+NaN and infinite pixels, 16-bit greys, decompression bombs and broken files are generated here, small. MNIST's data
+settings that cannot work (`data.batch_size=0`, `data.val_size=1.5`, `data.augment.probability=2`) are refused."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.errors import DataError, RecordError
+from projects.mnist.data import SyntheticDigits
+from shared.errors import DataError, RecordError, UsageError
 from shared.images import MAX_PIXELS, decode_image, image_items
 from shared.project import PredictItem
+from tests.conftest import finished_runs, refused
 
 
 def parse(name: str, payload: Any) -> PredictItem:
@@ -136,3 +139,33 @@ def test_a_decompression_bomb_is_its_own_row_and_the_folder_goes_on(tmp_path: Pa
 def test_pixels_past_the_limit_are_refused_too() -> None:
     with pytest.raises(RecordError, match="too large: 7000×6000 pixels"):
         decode_image(np.zeros((6000, 7000), np.uint8), "L")
+
+
+# --- MNIST's data settings -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "phrase"),
+    [
+        ({"batch_size": 0}, "data.batch_size=0 is not a whole number of at least 1"),
+        ({"batch_size": "abc"}, "data.batch_size='abc'"),
+        ({"eval_batch_size": -1}, "data.eval_batch_size=-1"),
+        ({"val_size": 1.5}, "data.val_size=1.5 is neither a fraction"),
+        ({"val_size": 0}, "data.val_size=0 asks for no validation split"),
+        ({"max_shift": -1}, "data.max_shift=-1 is not a whole number of at least 0"),
+        ({"split_seed": -1}, "data.split_seed=-1"),
+        ({"test_size": 1.5}, "data.test_size=1.5"),
+        ({"train_size": 0}, "data.train_size=0"),
+        ({"augment": {"probability": 2}}, "data.augment.probability=2 is not a share from 0 to 1"),
+        ({"augment": {"probability": "abc"}}, "data.augment.probability='abc'"),
+        ({"augment": {"sigma": [2, 1]}}, "data.augment.sigma=[2, 1] is not a [least, most] pair"),
+        ({"augment": {"low_res_sizes": [0, 7]}}, "data.augment.low_res_sizes=[0, 7]"),
+    ],
+)
+def test_a_data_setting_that_cannot_work_is_a_usage_error(options: dict[str, Any], phrase: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        SyntheticDigits(**options)
+    assert phrase in str(caught.value) and caught.value.fix, str(caught.value)
+
+
+def test_the_command_line_refuses_a_data_setting_before_training(cli, isolated: Path) -> None:
+    refused(cli("mnist", "train", "data=synthetic", "data.batch_size=0"), 2, "data.batch_size=0", "data.batch_size=128")
+    assert finished_runs(isolated, "mnist") == [] and not list((isolated / "runs" / "mnist").iterdir())

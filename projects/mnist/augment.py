@@ -54,6 +54,15 @@ class Augmentation:
             key: tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
             for key, value in options.items()
         }
+        for key in ("probability", "blur", "low_res", "thicker", "thinner"):
+            if key in values:
+                _share(values[key], key)
+        limits = {"sigma": (0.0, 10.0), "low_res_sizes": (2, SIZE), "scale": (0.0, 4.0), "contrast": (0.0, 1.0)}
+        for key, (low, high) in limits.items():
+            if key in values:
+                _range(values[key], key, low, high, whole=key == "low_res_sizes")
+        if "low_res_sizes" in values:
+            values["low_res_sizes"] = tuple(int(side) for side in values["low_res_sizes"])
         return cls(**values)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -82,6 +91,34 @@ class Augmentation:
         planes = separable(planes, matrices).clamp(0.0, 1.0)
         peak = planes.amax(dim=(1, 2), keepdim=True).clamp_min(1e-3)  # stretched to full, as predict does
         return (planes / peak * _uniform(count, *self.contrast).view(-1, 1, 1)).unsqueeze(1)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _share(value: Any, key: str) -> None:
+    """A share of images, 0 to 1 (both allowed: off, every one)."""
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise UsageError(
+            f"data.augment.{key}={value!r} is not a share from 0 to 1.", f"set it to one, e.g. data.augment.{key}=0.3."
+        )
+
+
+def _range(value: Any, key: str, low: float, high: float, whole: bool) -> None:
+    """A [least, most] pair within (`low`, `high`] (whole numbers from `low` when `whole`), least first."""
+    pair = value if isinstance(value, tuple) and len(value) == 2 else None
+    fits = pair is not None and all(
+        _is_number(item) and (int(item) == item and low <= item <= high if whole else low < item <= high)
+        for item in pair
+    )
+    if not fits or pair[0] > pair[1]:  # type: ignore[index]
+        default = getattr(Augmentation, key)
+        raise UsageError(
+            f"data.augment.{key}={list(value) if isinstance(value, tuple) else value!r} is not a [least, most] pair "
+            f"{'of whole numbers ' if whole else ''}within {'[' if whole else '('}{low:g}, {high:g}], least first.",
+            f"set it like data.augment.{key}=[{default[0]:g},{default[1]:g}].",
+        )
 
 
 def _uniform(count: int, low: float, high: float) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from projects.mnist.augment import Augmentation
+from shared import checks
 from shared.data import DataFile, ProjectData, fetch_files, holdout_indices, tensor_loader
 from shared.errors import DataError
 
@@ -122,13 +123,13 @@ class DigitImages(ProjectData):
         num_workers: int = 0,
     ) -> None:
         super().__init__(mirror_dir, cache_dir)
-        self.val_size = val_size
-        self.split_seed = split_seed
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.max_shift = max_shift
+        self.val_size = checks.share_or_count(val_size, "data.val_size", 0.1)
+        self.split_seed = checks.seed(split_seed, "data.split_seed")
+        self.batch_size = checks.whole(batch_size, "data.batch_size", example=128)
+        self.eval_batch_size = checks.whole(eval_batch_size, "data.eval_batch_size", example=1000)
+        self.max_shift = checks.whole(max_shift, "data.max_shift", minimum=0, example=2)
         self.augment = Augmentation.from_config(augment)
-        self.num_workers = num_workers
+        self.num_workers = checks.whole(num_workers, "data.num_workers", minimum=0, example=0)
         self._images: dict[str, np.ndarray] = {}
         self._labels: dict[str, np.ndarray] = {}
         self._tensors: dict[str, torch.Tensor] = {}
@@ -219,7 +220,9 @@ class SyntheticDigits(DigitImages):
     def __init__(self, train_size: int = 600, test_size: int = 200, seed: int = 0, **options: object) -> None:
         options.setdefault("val_size", 0.2)
         super().__init__(**options)  # type: ignore[arg-type]
-        self.train_size, self.test_size, self.seed = train_size, test_size, seed
+        self.train_size = checks.whole(train_size, "data.train_size", example=600)
+        self.test_size = checks.whole(test_size, "data.test_size", example=200)
+        self.seed = checks.seed(seed, "data.seed")
 
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         generator = np.random.default_rng(self.seed)
