@@ -22,7 +22,7 @@ import numpy as np
 import skops.io
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import move_data_to_device
@@ -373,7 +373,18 @@ class SklearnFitter(Fitter):
         return save_estimator(model, run_dir / self.artifact)
 
     def load(self, model_cfg: DictConfig, run_dir: Path, trusted: tuple[str, ...]) -> Any:
-        return load_estimator(run_dir / self.artifact, trusted)
+        model = load_estimator(run_dir / self.artifact, trusted)
+        try:  # the run's config names the model's class (its _target_s were checked before this is called)
+            expected = get_object(str(model_cfg.get("_target_")))
+        except Exception:
+            expected = None
+        if isinstance(expected, type) and not isinstance(model, expected):  # a factory function names no class
+            raise RunNotFoundError(
+                f"{run_dir / self.artifact} holds a {type(model).__name__}, but the run's config.yaml trained a "
+                f"{expected.__name__}: the model file was replaced.",
+                "retrain the run.",
+            )
+        return model
 
     @staticmethod
     def parameter_count(model: Any) -> int | None:

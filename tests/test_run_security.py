@@ -193,3 +193,11 @@ def test_a_config_its_classes_do_not_take_is_a_clear_error(cli, network: Path, n
     (network / "config.yaml").write_text(yaml.safe_dump(config))
     result = cli(TinyProject(), "evaluate", f"run={network}")
     refused(result, 1, f"{phrase} {network / 'config.yaml'} cannot be built", "unexpected keyword argument 'bogus'")
+
+
+def test_a_model_file_of_another_class_than_its_config_is_refused(run: Path, isolated: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    skops.io.dump(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), run / "model.skops")
+    with pytest.raises(RunNotFoundError, match=r"holds a LinearRegression, but the run's config\.yaml trained a Logi"):
+        load_run(TinyProject(), run, _paths(isolated))
