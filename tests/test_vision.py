@@ -165,6 +165,7 @@ def test_a_short_preset_on_a_cifar10_subset_learns(cli, isolated: Path, mirror: 
         "vision",
         "experiment=quick",
         "data.train_limit=5000",
+        "model.tta=false",
         "data.batch_size=256",
         "trainer.max_epochs=2",
         "trainer=cpu",
