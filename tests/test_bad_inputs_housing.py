@@ -130,3 +130,12 @@ def test_a_setting_that_cannot_work_is_a_usage_error(cli, isolated: Path, settin
 def test_too_few_districts_to_split_say_so(cli, isolated: Path) -> None:
     result = cli("housing", "train", *SMOKE, "data.size=50", "data.test_size=0.02")
     refused(result, 1, "50 districts cannot be split", "give more districts")
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(cli, trained: Path, tmp_path: Path) -> None:
+    source = write(tmp_path / "districts.csv", districts(2))
+    before = source.read_bytes()
+    for output in (source, tmp_path / "." / "districts.csv"):
+        result = cli("housing", "predict", f"run={trained}", f"input={source}", f"output={output}")
+        refused(result, 2, "is the input file: predicting would overwrite it", "name another output=")
+    assert source.read_bytes() == before

@@ -197,3 +197,11 @@ def test_too_few_ratings_to_hold_out_say_to_give_more(cli, tmp_path: Path, isola
     result = cli("recommender", "train", "data=ratings_csv", f"data.path={source}", "model=bias", "trainer=cpu")
     refused(result, 2, "holds out none", "give more interactions (data.val_fraction=0.05 holds out one in 20)")
     assert finished_runs(isolated, "recommender") == []
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(cli, ranked: Path, tmp_path: Path) -> None:
+    source = tmp_path / "pairs.csv"
+    source.write_text(PAIRS, encoding="utf-8")
+    result = cli("recommender", "predict", f"run={ranked}", f"input={source}", f"output={source}")
+    refused(result, 2, "is the input file: predicting would overwrite it", "name another output=")
+    assert source.read_text(encoding="utf-8") == PAIRS

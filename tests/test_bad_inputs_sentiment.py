@@ -190,3 +190,21 @@ def test_a_semicolon_separated_training_table_names_the_delimiter(cli, tmp_path:
     result = cli("sentiment", "train", "data=csv", f"data.path={source}")
     refused(result, 1, "looks ';'-separated", "commas (CSV) or tabs (TSV)")
     assert finished_runs(isolated, "sentiment") == []
+
+
+# --- nothing lost: the input, and files nobody asked for ------------------------------------------------------------
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(cli, trained: Path, tmp_path: Path) -> None:
+    source = tmp_path / "reviews.csv"
+    source.write_text("text\na great film\n", encoding="utf-8")
+    result = cli("sentiment", "predict", f"run={trained}", f"input={source}", f"output={source}")
+    refused(result, 2, "is the input file: predicting would overwrite it", "name another output=")
+    assert source.read_text(encoding="utf-8") == "text\na great film\n"
+
+
+def test_a_text_typed_on_the_command_line_is_printed_and_writes_nothing(cli, trained: Path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "predictions.csv").write_text("someone's file\n")
+    result = cli("sentiment", "predict", f"run={trained}", "text=a great film")
+    assert result.code == 0 and "positive" in result.out, result.err
+    assert (tmp_path / "predictions.csv").read_text() == "someone's file\n", "not overwritten"
+    assert [path.name for path in tmp_path.glob("*.*")] == ["predictions.csv"], "no other file written"
