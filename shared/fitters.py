@@ -243,14 +243,7 @@ class LightningFitter(Fitter):
 
     def load(self, model_cfg: DictConfig, run_dir: Path, trusted: tuple[str, ...]) -> LightningModule:
         path = run_dir / self.artifact
-        try:  # weights_only: a checkpoint holds tensors and plain values; torch refuses anything that would run code
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # damaged (EOFError, RuntimeError) or not plain data (UnpicklingError)
-            raise RunNotFoundError(
-                f"{path} cannot be loaded: it is damaged or holds more than weights and plain values "
-                f"({first_line(error)}).",
-                "retrain the run.",
-            ) from error
+        checkpoint = read_plain_checkpoint(path, "loaded", "retrain the run.")
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
             raise RunNotFoundError(f"{path} holds no state_dict of weights.", "retrain the run.")
         hyper_parameters = checkpoint.get("hyper_parameters") or {}
@@ -277,6 +270,18 @@ class LightningFitter(Fitter):
     @staticmethod
     def parameter_count(model: LightningModule) -> int:
         return sum(parameter.numel() for parameter in model.parameters())
+
+
+def read_plain_checkpoint(path: Path, use: str, fix: str) -> Any:
+    """A checkpoint read `weights_only` (tensors and plain values: torch refuses anything that would run code);
+    a damaged file, or one holding other objects, is a `RunNotFoundError` saying it cannot be `use`d, with `fix`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # damaged (EOFError, RuntimeError) or not plain data (UnpicklingError)
+        raise RunNotFoundError(
+            f"{path} cannot be {use}: it is damaged or holds more than weights and plain values ({first_line(error)}).",
+            fix,
+        ) from error
 
 
 def _fit_or_raise_interrupted(

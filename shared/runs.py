@@ -28,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from shared.config import CONFIG_FILE, SHARED_CONFIGS, compose_config, load_run_config, project_config_dir
 from shared.errors import PortfolioError, RunNotFoundError, UsageError
-from shared.fitters import Fitter, first_line, fitter_that_saved
+from shared.fitters import Fitter, first_line, fitter_that_saved, read_plain_checkpoint
 from shared.io import OutputError, read_json
 
 if TYPE_CHECKING:
@@ -287,14 +287,9 @@ def _collect_targets(node: Any, targets: set[str]) -> None:
 def _check_last_checkpoint(path: Path) -> None:
     """A resumable checkpoint: a dict of tensors and plain values (loaded as Lightning will, `weights_only`) with the
     state Lightning restores; a damaged file, or one holding other objects, is refused with the reason."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # damaged (EOFError, RuntimeError) or not plain data (UnpicklingError)
-        raise RunNotFoundError(
-            f"{path} cannot be resumed from: it is damaged or holds more than weights and plain values "
-            f"({first_line(error)}).",
-            "start a new run: the run's other files are left as they are.",
-        ) from error
+    checkpoint = read_plain_checkpoint(
+        path, "resumed from", "start a new run: the run's other files are left as they are."
+    )
     if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= set(checkpoint):
         raise RunNotFoundError(
             f"{path} is not a full Lightning checkpoint (no state_dict and loops to resume).", "start a new run."
