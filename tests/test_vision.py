@@ -149,8 +149,9 @@ def test_a_folder_dataset_trains_and_its_run_predicts_without_the_folder(cli, is
     assert "label_4" not in row  # three classes: top_k=3 is all of them
 
 
-@pytest.mark.parametrize("overrides", [["data=folder"], ["data=folder", "data.path=/no/such/folder"]])
-def test_a_folder_dataset_without_a_folder_is_a_clear_error(cli, isolated: Path, overrides: list[str]) -> None:
+@pytest.mark.parametrize("missing", [False, True], ids=["no path", "a path that does not exist"])
+def test_a_folder_dataset_without_a_folder_is_a_clear_error(cli, isolated: Path, missing: bool) -> None:
+    overrides = ["data=folder", *([f"data.path={isolated / 'no_such_folder'}"] if missing else [])]
     refused(cli("vision", "train", *overrides, "trainer=cpu"), 1, "data.path")
     assert not finished_runs(isolated, "vision")
 
