@@ -333,3 +333,24 @@ def test_the_cnn_exposes_its_penultimate_features() -> None:
     features = model.features(images)
     assert isinstance(model, ExtractsFeatures) and features.shape == (5, 32 * 3 * 3)
     assert torch.allclose(model.head(features), model(images))
+
+
+def test_fashion_mnist_without_a_mirror_names_its_own_folder(cli, isolated: Path, no_mirror: None) -> None:
+    result = cli("mnist", "train", "data=fashion_mnist", "trainer=cpu")
+    assert result.code == 1 and "dataset 'fashion-mnist'" in result.err and "t10k-images-idx3-ubyte.gz" in result.err
+
+
+def test_fashion_mnist_keeps_the_frame_and_names_its_classes() -> None:
+    """Clothes fill the frame: predict resizes them whole instead of re-fitting a digit's 20×20 box."""
+    from projects.mnist.data import FashionMnist
+    from projects.mnist.predict import parse_digit, prediction_columns
+
+    shirt = np.zeros((28, 28), np.float32)
+    shirt[1:27, 3:25] = 1.0
+    assert np.array_equal(parse_digit(shirt, centred_digits=False), shirt)
+    assert not np.array_equal(parse_digit(shirt), shirt)  # as a digit it would be shrunk to 20 px
+    probabilities = np.eye(10)[[9, 0]]
+    assert [row["label"] for row in prediction_columns(probabilities, FashionMnist.class_names)] == [
+        "Ankle boot",
+        "T-shirt/top",
+    ]

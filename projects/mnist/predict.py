@@ -108,18 +108,38 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
     return digit if looks_normalised(digit) else fit_digit(digit)
 
 
-def parse_digit(payload: Any) -> np.ndarray:
-    """One record as a 28×28 digit: an image in any form `decode_image` reads, or `{"image": ...}`."""
+def to_frame(grey: np.ndarray) -> np.ndarray:
+    """A grey image to 28×28 light-on-dark at full contrast, resized whole: for data whose objects fill the frame
+    (Fashion-MNIST), where re-fitting to a 20×20 box as for a digit would shrink them."""
+    if grey.ndim != 2 or min(grey.shape) == 0:
+        raise RecordError(f"expected a 2-D image, got shape {grey.shape}")
+    stretched = stretch_contrast(np.asarray(grey, dtype=np.float32))
+    if stretched.shape == (IMAGE_SIZE, IMAGE_SIZE):
+        return stretched
+    pixels = Image.fromarray(np.round(stretched * 255).astype(np.uint8))
+    resized = pixels.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+    return np.asarray(resized, dtype=np.float32) / 255.0
+
+
+def parse_digit(payload: Any, centred_digits: bool = True) -> np.ndarray:
+    """One record as a 28×28 image: an image in any form `decode_image` reads, or `{"image": ...}`; a digit is
+    re-fitted the MNIST way (`to_mnist`), other data only resized (`to_frame`)."""
     if isinstance(payload, dict):
         if "image" not in payload:
             raise RecordError("a digit record needs an 'image' field (base64 PNG/JPEG, or an H×W array of pixels)")
         payload = payload["image"]
-    return to_mnist(decode_image(payload, "L"))
+    grey = decode_image(payload, "L")
+    return to_mnist(grey) if centred_digits else to_frame(grey)
 
 
-def prediction_columns(probabilities: np.ndarray) -> list[dict[str, Any]]:
-    """The predicted digit and its probability."""
+def prediction_columns(probabilities: np.ndarray, class_names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The predicted digit and its probability; with `class_names` (Fashion-MNIST), the class's name instead."""
     best = probabilities.argmax(axis=1)
+    if class_names is not None:
+        return [
+            {"label": class_names[index], "probability": round(float(row[index]), 6)}
+            for index, row in zip(best, probabilities, strict=True)
+        ]
     return [
         {"digit": int(digit), "probability": round(float(row[digit]), 6)}
         for digit, row in zip(best, probabilities, strict=True)

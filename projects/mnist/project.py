@@ -9,7 +9,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from projects.mnist import evaluate, predict
-from projects.mnist.data import normalise
+from projects.mnist.data import DigitImages, normalise
 from shared.classification import CLASSIFICATION_GOALS, classification_scores
 from shared.data import ProjectData
 from shared.images import image_items
@@ -40,16 +40,30 @@ class MnistProject(Project):
         return classification_scores(data.targets(split), outputs)
 
     def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
-        return evaluate.report(evaluation, plots_dir)
+        assert isinstance(data, DigitImages)
+        return evaluate.report(evaluation, plots_dir, data.class_names)
 
     def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
         return image_items(path, lambda name, payload: parse_item(self, name, payload, run, cfg))
 
     def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> np.ndarray:
-        return predict.parse_digit(payload)
+        return predict.parse_digit(payload, _images_of(run).centred_digits)
 
     def stack_inputs(self, values: list[Any]) -> Any:
         return normalise(np.stack(values))
 
     def prediction_columns(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         return predict.prediction_columns(outputs)
+
+    def predict_rows(self, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:
+        """Digits by their number; other data (Fashion-MNIST) by its class names."""
+        data = _images_of(run)
+        names = None if data.centred_digits else data.class_names
+        return [[row] for row in predict.prediction_columns(run.predict(values), names)]
+
+
+def _images_of(run: Run) -> DigitImages:
+    """The run's data object (built, not read: predict needs no dataset)."""
+    data = run.data
+    assert isinstance(data, DigitImages), type(data)
+    return data
