@@ -127,16 +127,31 @@ def device_name(trainer: Trainer) -> str:
     if device.type == "cuda":
         gpus = f"{trainer.num_devices}x " if trainer.num_devices > 1 else ""
         return f"cuda ({gpus}{torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return device_name_of_cpu()
+
+
+def device_name_of_cpu() -> str:
+    """The threads and instruction set (AVX2, AVX512, …), which set a CPU's speed more than its cores do."""
+    bf16 = ", bf16 units" if cpu_computes_bf16() else ""
+    return f"cpu ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}{bf16})"
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX). Without it oneDNN emulates bf16, and a
+    bf16 convolution runs about 10× slower than in fp32 (measured on an AVX2 EPYC), so mixed precision on a CPU
+    pays only here. torch exposes the test only under these private names."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def resolve_precision(accelerator: str, precision: Any) -> Any:
-    """`precision: auto` means bf16 mixed precision on GPUs that have it, fp16 mixed on older GPUs, fp32 on CPUs."""
-    if precision != "auto":
+    """`precision: auto` means bf16 mixed precision on GPUs that have it, fp16 mixed on older GPUs, fp32 on CPUs.
+    `precision: mixed` is the same, but bf16 mixed on CPUs too where they compute bf16 in hardware: for
+    networks that keep their accuracy in bf16 (vision's CPU presets), about twice fp32's speed there."""
+    if precision not in ("auto", "mixed"):
         return precision
     uses_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if not uses_gpu:
-        return "32-true"
+        return "bf16-mixed" if precision == "mixed" and cpu_computes_bf16() else "32-true"
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
