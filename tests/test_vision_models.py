@@ -117,6 +117,27 @@ def test_test_time_augmentation_averages_the_mirror_images_probabilities() -> No
     assert torch.allclose(with_tta, (without + mirrored) / 2, atol=1e-6)
 
 
+def test_mirror_translate_adds_one_pixel_shifts_weighing_half() -> None:
+    torch.manual_seed(0)
+    model = Airbench(widths=TINY_AIRBENCH, tta="mirror_translate").eval()
+    batch = images(4)
+    with torch.no_grad():
+        with_shifts = model.predict_step((batch,), 0)
+        model.tta = "mirror"
+        mirror = model.predict_step((batch,), 0)
+        padded = F.pad(batch.float(), (1, 1, 1, 1), mode="reflect")
+        shifted = [padded[..., :32, :32].round().to(torch.uint8), padded[..., 2:, 2:].round().to(torch.uint8)]
+        shifted_mirror = sum(model.predict_step((view,), 0) for view in shifted) / 2
+    assert torch.allclose(with_shifts.sum(1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(with_shifts, (mirror + shifted_mirror) / 2, atol=1e-5)
+    assert not torch.allclose(with_shifts, mirror)
+
+
+def test_an_unknown_test_time_augmentation_names_the_choices() -> None:
+    with pytest.raises(UsageError, match="mirror_translate"):
+        Airbench(widths=TINY_AIRBENCH, tta="rotate")
+
+
 def _fit(model: torch.nn.Module, epochs: int = 2, count: int = 64, callbacks: list[Callback] | None = None) -> Trainer:
     loader = DataLoader(TensorDataset(images(count), labels(count)), batch_size=16, shuffle=True)
     trainer = Trainer(

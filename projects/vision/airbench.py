@@ -11,7 +11,7 @@ What makes it fast to train, each kept here:
 - Nesterov SGD whose lr and weight decay are given per 1024 examples and independent of the momentum, BatchNorm
   biases at 64× the lr; a linear warmup to 23% of the steps, then a linear decay;
 - lookahead: from the third epoch, every 5 steps the weights move to an average that grows more stable as training
-  ends, and the network restarts from it; at each epoch's end the network is the average;
+  ends, and the network restarts from it; after the last step the network is the average;
 - test-time augmentation by mirror images (in `VisionClassifier`).
 """
 
@@ -80,7 +80,7 @@ class Airbench(VisionClassifier, FitsOnTrain):
         whiten_bias_epochs: int = 3,
         label_smoothing: float = 0.2,
         augment: Mapping[str, Any] | None = None,
-        tta: bool = True,
+        tta: bool | str = True,
         channels_last: bool = True,
         lr: float = 11.5,
         momentum: float = 0.85,
@@ -121,7 +121,12 @@ class Airbench(VisionClassifier, FitsOnTrain):
         self.to(memory_format=self.memory_format)
 
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.body(self.whiten(inputs))
+        # The whitening stays in float32 under autocast: its faintest directions are small differences of
+        # neighbouring pixels, which bf16's 8-bit mantissa blurs (12% relative error on the faintest channel,
+        # measured on CIFAR-10; 3% in fp16). It is 0.2% of the network's multiply-adds.
+        with torch.autocast(inputs.device.type, enabled=False):
+            whitened = self.whiten(inputs.float())
+        return self.body(whitened)
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(inputs)) * LOGIT_SCALE
@@ -178,17 +183,20 @@ class Airbench(VisionClassifier, FitsOnTrain):
         """Lookahead: every few steps, the average moves towards the weights and the weights jump to it."""
         if self.lookahead_from is None or self.current_epoch < self.lookahead_from:
             return
+        last = self.global_step >= self.trainer.estimated_stepping_batches
         due = self.global_step % LOOKAHEAD_EVERY == 0
-        if not due and batch_index < self.trainer.num_training_batches - 1:
+        if not due and not last:
             return
         tensors = [tensor for tensor in self.state_dict().values() if tensor.is_floating_point()]
         if self._average is None:
             self._average = [tensor.clone() for tensor in tensors]
             return
-        progress = self.global_step / self.trainer.estimated_stepping_batches
-        # At an epoch's end between two moves the weights return to the average (airbench's): what is saved is it.
-        decay = LOOKAHEAD_DECAY**LOOKAHEAD_EVERY * progress**LOOKAHEAD_POWER if due else 1.0
-        with torch.no_grad():
+        decay = (
+            LOOKAHEAD_DECAY**LOOKAHEAD_EVERY
+            * (self.global_step / self.trainer.estimated_stepping_batches) ** LOOKAHEAD_POWER
+        )
+        with torch.no_grad():  # after the last step the weights return to the average (airbench's): the run keeps it
             for average, tensor in zip(self._average, tensors, strict=True):
-                average.lerp_(tensor, 1 - decay)
+                if due:
+                    average.lerp_(tensor, 1 - decay)
                 tensor.copy_(average)

@@ -2,7 +2,8 @@
 
 All share `VisionClassifier`: uint8 (or [0, 1] float) images in, normalised with CIFAR-10's channel statistics
 on the batch's device, in channels-last memory (what oneDNN and cuDNN convolve fastest); each training batch
-augmented whole (`augment.py`); the core's classifier steps with label smoothing; flip test-time augmentation.
+augmented whole (`augment.py`); the core's classifier steps with label smoothing; test-time augmentation by
+mirror images (and one-pixel shifts).
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ class VisionClassifier(Classifier, ExtractsFeatures):
     normalised channels-last batches; `forward` and `features` take images as the data gives them."""
 
     sum_loss = False  # airbench's learning rate is per example: its loss is summed over the batch, not averaged
+    TEST_TIME_AUGMENTATIONS = ("none", "mirror", "mirror_translate")
 
     def __init__(
         self,
         classes: int,
         label_smoothing: float,
         augment: Mapping[str, Any] | None,
-        tta: bool,
+        tta: bool | str,
         channels_last: bool,
         class_names: Sequence[str] | None,
         image_size: int,
@@ -67,6 +69,23 @@ class VisionClassifier(Classifier, ExtractsFeatures):
         mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
+
+    @property
+    def tta(self) -> str:
+        """Test-time augmentation of validation and predict: `none`, `mirror` (each image and its mirror image,
+        averaged) or `mirror_translate` (airbench's: those two, and both shifted one pixel up-left and
+        down-right, the shifted views together weighing as much as the unshifted). true is `mirror`."""
+        return self._tta
+
+    @tta.setter
+    def tta(self, value: bool | str) -> None:
+        chosen = {True: "mirror", False: "none"}.get(value, value) if isinstance(value, bool) else value
+        if chosen not in self.TEST_TIME_AUGMENTATIONS:
+            raise UsageError(
+                f"model.tta={value!r} is not a test-time augmentation.",
+                f"use one of {', '.join(self.TEST_TIME_AUGMENTATIONS)} (or true/false).",
+            )
+        self._tta = chosen
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -96,14 +115,24 @@ class VisionClassifier(Classifier, ExtractsFeatures):
         self.log_training(loss, logits, labels)
         return loss * len(labels) if self.sum_loss else loss
 
-    def _views(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The logits of the images, and with `tta` of their mirror images too."""
+    def _views(self, images: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+        """The logits of each view `tta` asks for, with its weight (the weights sum to 1)."""
         inputs = self.normalise(images)
-        return [self.logits(inputs), self.logits(inputs.flip(-1))] if self.tta else [self.logits(inputs)]
+        if self.tta == "none":
+            return [(self.logits(inputs), 1.0)]
+        views = [inputs]
+        if self.tta == "mirror_translate":
+            height, width = inputs.shape[-2:]
+            padded = F.pad(inputs, (1, 1, 1, 1), mode="reflect")
+            views += [padded[..., :height, :width], padded[..., 2:, 2:]]
+        weights = [1.0] if len(views) == 1 else [0.5, 0.25, 0.25]
+        return [(self.logits(view), weight / 2) for view, weight in zip(views, weights, strict=True)] + [
+            (self.logits(view.flip(-1)), weight / 2) for view, weight in zip(views, weights, strict=True)
+        ]
 
     def validation_step(self, batch: Sequence[Any], batch_index: int) -> None:
         images, labels = batch
-        logits = torch.stack(self._views(images)).float().mean(0)
+        logits = sum(weight * logits.float() for logits, weight in self._views(images))
         self.val_accuracy(logits, labels)
         size = len(labels)
         loss = F.cross_entropy(logits, labels)
@@ -111,7 +140,7 @@ class VisionClassifier(Classifier, ExtractsFeatures):
         self.log("val/acc", self.val_accuracy, on_epoch=True, prog_bar=True, batch_size=size)
 
     def predict_step(self, batch: Sequence[Any], batch_index: int) -> torch.Tensor:
-        return torch.stack([F.softmax(view.float(), dim=1) for view in self._views(batch[0])]).mean(0)
+        return sum(weight * F.softmax(logits.float(), dim=1) for logits, weight in self._views(batch[0]))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.augment is not None:  # a resumed run draws the crops and flips it would have drawn
@@ -178,7 +207,7 @@ class ResNet9(SGDClassifier):
         logit_scale: float = 0.125,
         label_smoothing: float = 0.2,
         augment: Mapping[str, Any] | None = None,
-        tta: bool = True,
+        tta: bool | str = True,
         channels_last: bool = True,
         lr: float = 0.4,
         momentum: float = 0.9,
@@ -233,7 +262,7 @@ class TorchvisionNet(SGDClassifier):
         arch: str = "resnet18",
         label_smoothing: float = 0.1,
         augment: Mapping[str, Any] | None = None,
-        tta: bool = True,
+        tta: bool | str = True,
         channels_last: bool = True,
         lr: float = 0.2,
         momentum: float = 0.9,
