@@ -101,7 +101,7 @@ def benchmark(project: str, label: str, overrides: list[str]) -> dict[str, objec
 
 
 def vision_test_accuracy_by_tta(run_dir: Path) -> dict[str, object]:
-    """The trained model's test accuracy with and without test-time flip augmentation (one model, both ways)."""
+    """The trained model's test accuracy under each test-time augmentation (none, mirror, mirror_translate)."""
     from projects.vision.models import VisionClassifier
     from shared.config import compose_config
     from shared.fitters import inference_device
@@ -112,10 +112,10 @@ def vision_test_accuracy_by_tta(run_dir: Path) -> dict[str, object]:
     run = load_run(project, str(run_dir), cfg.paths, inference_device(cfg.get("trainer")))
     assert isinstance(run.model, VisionClassifier)
     data, line = run.prepared_data, {}
-    for tta in (False, True):
+    for tta in VisionClassifier.TEST_TIME_AUGMENTATIONS:
         run.model.tta = tta
         probabilities = run.fitter.predict(run.model, data, data.inputs("test"), run.device)
-        line[f"test/acc_tta_{'on' if tta else 'off'}"] = float((probabilities.argmax(1) == data.targets("test")).mean())
+        line[f"test/acc_tta_{tta}"] = float((probabilities.argmax(1) == data.targets("test")).mean())
     return line
 
 
