@@ -42,8 +42,12 @@ def test_train_writes_a_complete_run_that_learned(trained: Path) -> None:
     assert "CIFAR-10" in card and "test/acc" in card
 
 
-def test_the_resnet_and_torchvision_models_train_through_the_core(cli, isolated: Path) -> None:
-    for model in (["model=resnet", "model.widths=[8,16,16,16]"], ["model=torchvision", "model.arch=resnet18"]):
+def test_the_other_models_train_through_the_core(cli, isolated: Path) -> None:
+    for model in (
+        ["model=resnet", "model.widths=[8,16,16,16]"],
+        ["model=torchvision", "model.arch=resnet18"],
+        ["model=airbench_muon", *TINY_AIRBENCH[1:], "model.tta=mirror_translate"],
+    ):
         run = train_one(
             cli,
             isolated,
