@@ -61,7 +61,7 @@ def test_airbench_muon_trains_in_lightning_with_its_falling_rates_and_frozen_bia
     assert conv_filters["orthogonalise"] and conv_filters["momentum"] == 0.6 and not head["orthogonalise"]
     falls = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas  # 8 steps, the first epoch's 4 for the bias
     assert [falls[0](step) for step in (0, 2, 4, 6)] == [1.0, 0.5, 0.0, 0.0]
-    assert [falls[3](step) for step in (0, 4, 8)] == [1.0, 0.5, 0.0] and conv_filters["lr"] == 0
+    assert [falls[3](step) for step in (0, 4, 8)] == [1.0, 0.5, 0.0] and conv_filters["lr"] == whiten_bias["lr"] == 0
     assert norm_biases["initial_lr"] * norm_biases["weight_decay"] == pytest.approx(2e-6 * 16)  # decay per step
     assert torch.equal(model.whiten.weight, whitening) and not torch.equal(model.body[1][0].weight, filters)
     assert bias.biases[0].abs().sum() > 0 and torch.equal(bias.biases[1], bias.biases[0])  # trained, then frozen
