@@ -79,7 +79,7 @@ class VisionClassifier(Classifier, ExtractsFeatures):
 
     @tta.setter
     def tta(self, value: bool | str) -> None:
-        chosen = {True: "mirror", False: "none"}.get(value, value) if isinstance(value, bool) else value
+        chosen = ("mirror" if value else "none") if isinstance(value, bool) else value
         if chosen not in self.TEST_TIME_AUGMENTATIONS:
             raise UsageError(
                 f"model.tta={value!r} is not a test-time augmentation.",
@@ -126,8 +126,11 @@ class VisionClassifier(Classifier, ExtractsFeatures):
             padded = F.pad(inputs, (1, 1, 1, 1), mode="reflect")
             views += [padded[..., :height, :width], padded[..., 2:, 2:]]
         weights = [1.0] if len(views) == 1 else [0.5, 0.25, 0.25]
-        return [(self.logits(view), weight / 2) for view, weight in zip(views, weights, strict=True)] + [
-            (self.logits(view.flip(-1)), weight / 2) for view, weight in zip(views, weights, strict=True)
+        # each view and its mirror image share the view's weight
+        return [
+            (self.logits(seen), weight / 2)
+            for view, weight in zip(views, weights, strict=True)
+            for seen in (view, view.flip(-1))
         ]
 
     def validation_step(self, batch: Sequence[Any], batch_index: int) -> None:
