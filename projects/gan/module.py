@@ -1,0 +1,189 @@
+"""The GAN as one LightningModule: two networks, two Adam optimisers, Lightning's manual optimisation.
+
+Each batch: one discriminator step on real and generated images, then (every `n_critic` batches) one generator
+step, after which the exponential moving average of the generator's weights (`ema`) moves towards them. The
+average is what evaluation, the checkpoint's `val/fd` and `sample` use: it is smoother than the last weights
+(Yazıcı et al. 2019). Validation is the Fréchet distance of the average's samples to the validation images in
+the judge's feature space, logged as `val/fd`; the checkpoint callback keeps the best.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from lightning import LightningModule
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from projects.gan.judge import Judge
+from projects.gan.networks import (
+    Discriminator,
+    Generator,
+    check_loss,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+)
+from projects.gan.plots import save_mosaic
+from shared import checks
+from shared.errors import UsageError
+
+GRID_COLUMNS = 10
+PREDICT_SEED = 1_000_000  # noise seeds of evaluation batches, apart from validation's (0, 1, ...)
+
+
+def noise(count: int, dim: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Reproducible standard-normal noise: the same seed gives the same latents on every device."""
+    return torch.randn(count, dim, generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+class Gan(LightningModule):
+    """A DCGAN (`conditional: false`) or a class-conditional GAN with a projection discriminator."""
+
+    def __init__(
+        self,
+        conditional: bool = False,
+        loss: str = "bce",
+        classes: int = 10,
+        latent_dim: int = 64,
+        generator_width: int = 64,
+        discriminator_width: int = 32,
+        embed_dim: int = 32,
+        spectral_norm: bool = False,
+        ema_decay: float = 0.999,
+        lr: float = 2e-4,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        n_critic: int | None = None,
+        gp_weight: float = 10.0,
+        grid_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.conditional, self.classes, self.latent_dim = bool(conditional), classes, latent_dim
+        self.loss_name = check_loss(loss)
+        # WGAN-GP trains its critic five times per generator step (Gulrajani et al. 2017); the others once.
+        self.n_critic = checks.whole(
+            n_critic if n_critic is not None else (5 if loss == "wgan_gp" else 1), "model.n_critic"
+        )
+        if not 0 <= ema_decay < 1:
+            raise UsageError(f"model.ema_decay={ema_decay} is not in [0, 1).", "use e.g. model.ema_decay=0.999.")
+        self.ema_decay, self.lr, self.betas, self.gp_weight = ema_decay, lr, (beta1, beta2), gp_weight
+        labels = classes if self.conditional else None
+        self.generator = Generator(latent_dim, generator_width, labels, embed_dim)
+        self.discriminator = Discriminator(discriminator_width, labels, spectral_norm)
+        self.ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        rows = classes if self.conditional else 8  # the fixed grid: one class per row for the conditional model
+        self.register_buffer("grid_noise", noise(rows * GRID_COLUMNS, latent_dim, grid_seed))
+        self.register_buffer("grid_labels", torch.arange(rows).repeat_interleave(GRID_COLUMNS))
+        self.judge: Judge | None = None  # set by the project for training; not part of the weights
+        self._frechet: FrechetInceptionDistance | None = None
+
+    # --- sampling ---------------------------------------------------------------------------------
+    def labels_for(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The class labels the networks take: the given ones when conditional, none otherwise."""
+        return labels.to(self.device) if self.conditional and labels is not None else None
+
+    @torch.no_grad()
+    def generate(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] from the averaged generator, in eval mode (batch norm's running statistics)."""
+        if self.conditional and labels is None:
+            raise ValueError("the conditional generator needs a label per latent")
+        was_training = self.ema.training
+        self.ema.eval()
+        images = self.ema(latents.to(self.device), self.labels_for(labels))
+        self.ema.train(was_training)
+        return images
+
+    def sample(self, count: int, seed: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """`count` images from seeded latents; a conditional model given no labels cycles through the classes."""
+        if self.conditional and labels is None:
+            labels = torch.arange(count) % self.classes
+        return self.generate(noise(count, self.latent_dim, seed), labels)
+
+    # --- training ---------------------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [
+            torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas),
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas),
+        ]
+
+    def training_step(self, batch: list[torch.Tensor], batch_index: int) -> None:
+        real, labels = batch[0], self.labels_for(batch[1])
+        generator_optimizer, discriminator_optimizer = self.optimizers()  # type: ignore[misc]
+        fake = self.generator(torch.randn(len(real), self.latent_dim, device=self.device), labels)
+
+        d_loss = discriminator_loss(
+            self.loss_name, self.discriminator(real, labels), self.discriminator(fake.detach(), labels)
+        )
+        if self.loss_name == "wgan_gp":
+            d_loss = d_loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake.detach(), labels)
+        discriminator_optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        discriminator_optimizer.step()
+        self.log("train/d_loss", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(real))
+
+        if (batch_index + 1) % self.n_critic == 0:
+            with self.toggled_optimizer(generator_optimizer):  # no gradients for the discriminator's weights
+                g_loss = generator_loss(self.loss_name, self.discriminator(fake, labels))
+                generator_optimizer.zero_grad(set_to_none=True)
+                self.manual_backward(g_loss)
+                generator_optimizer.step()
+            self.update_ema()
+            self.log("train/g_loss", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(real))
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Move the average towards the generator; early on it follows faster ((1 + t) / (10 + t)), so the first
+        epochs' samples are not dominated by the random initial weights."""
+        updates = int(self.ema_updates)
+        decay = min(self.ema_decay, (1 + updates) / (10 + updates))
+        for averaged, current in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
+            averaged.lerp_(current, 1 - decay)
+        for averaged, current in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
+            averaged.copy_(current)  # batch norm's running statistics
+        self.ema_updates += 1
+
+    # --- validation: the Fréchet distance in the judge's features ----------------------------------
+    def on_validation_epoch_start(self) -> None:
+        if self.judge is None:
+            raise UsageError(
+                "the GAN has no judge to compute val/fd with.", "train it through python -m projects.gan train."
+            )
+        self.judge.to(self.device)
+        self._frechet = FrechetInceptionDistance(feature=self.judge.feature_module).to(self.device)
+
+    def validation_step(self, batch: list[torch.Tensor], batch_index: int) -> None:
+        assert self._frechet is not None
+        real, labels = batch[0], batch[1]
+        self._frechet.update(real, real=True)
+        fake = self.generate(noise(len(real), self.latent_dim, batch_index, self.device), labels)
+        self._frechet.update(fake, real=False)
+
+    def on_validation_epoch_end(self) -> None:
+        assert self._frechet is not None
+        self.log("val/fd", self._frechet.compute().float(), prog_bar=True)  # torchmetrics sums the states over ranks
+        self._frechet = None
+
+    # --- evaluation and the per-epoch grid ---------------------------------------------------------
+    def predict_step(self, batch: list[torch.Tensor], batch_index: int) -> torch.Tensor:
+        """As many samples as the batch has images, from seeded latents; a conditional model cycles through the
+        classes. Each row: the class asked for (-1 for none), then the 784 pixels in [0, 1]."""
+        count = len(batch[0])
+        labels = torch.arange(count) % self.classes if self.conditional else torch.full((count,), -1)
+        images = self.sample(count, PREDICT_SEED + batch_index, labels if self.conditional else None)
+        pixels = ((images.float() + 1) / 2).clamp(0, 1).flatten(1)
+        return torch.cat([labels.to(pixels.device, pixels.dtype)[:, None], pixels], dim=1)
+
+    def grid(self) -> torch.Tensor:
+        """The fixed latent batch's images in [0, 1] (rows of GRID_COLUMNS; one class per row when conditional)."""
+        return ((self.generate(self.grid_noise, self.grid_labels).float().cpu() + 1) / 2).clamp(0, 1)[:, 0]
+
+    def on_train_epoch_end(self) -> None:
+        """The fixed grid after every epoch, under `plots/epochs/`, so progress can be seen at a glance."""
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            path = Path(self.trainer.default_root_dir) / "plots" / "epochs" / f"epoch_{self.current_epoch + 1:03d}.png"
+            save_mosaic(self.grid().numpy(), path, GRID_COLUMNS)

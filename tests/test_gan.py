@@ -1,0 +1,162 @@
+"""The GAN: its losses, its measurements on hand-made data, and the command line on synthetic digits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning import Trainer
+
+from projects.gan import measure
+from projects.gan.module import Gan
+from projects.gan.networks import LOSSES
+from shared.data import tensor_loader
+from tests.conftest import refused, train_for_module
+
+TINY = {"latent_dim": 8, "generator_width": 8, "discriminator_width": 8, "embed_dim": 4}
+
+
+def _fit(model: Gan, images: torch.Tensor, labels: torch.Tensor, steps: int, root: Path) -> None:
+    trainer = Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=str(root),
+    )
+    trainer.fit(model, tensor_loader(images, labels, batch_size=16, shuffle=True, drop_last=True))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_each_loss_changes_both_networks_and_stays_finite(loss: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Gan(conditional=True, loss=loss, n_critic=1, spectral_norm=loss == "hinge", **TINY)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    _fit(model, torch.rand(64, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (64,)), 4, tmp_path)
+    after = model.state_dict()
+    for network in ("generator.", "discriminator.", "ema."):
+        assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith(network)), network
+    for key in ("train/d_loss", "train/g_loss"):
+        assert torch.isfinite(model.trainer.callback_metrics[key]), key
+    assert (tmp_path / "plots" / "epochs").is_dir()  # the fixed grid after the epoch
+
+
+def test_the_conditional_generator_obeys_its_label_on_a_toy_task(tmp_path: Path) -> None:
+    """Class 0 is a bright top half, class 1 a bright bottom half: asked for each, it draws that one."""
+    torch.manual_seed(0)
+    labels = torch.arange(256) % 2
+    images = -torch.ones(256, 1, 28, 28)
+    images[labels == 0, :, :14] = 1.0
+    images[labels == 1, :, 14:] = 1.0
+    model = Gan(conditional=True, loss="hinge", classes=2, lr=2e-3, ema_decay=0.9, **TINY)
+    _fit(model, images, labels, 120, tmp_path)
+    drawn = model.sample(40, seed=1, labels=torch.arange(40) % 2)
+    top, bottom = drawn[:, 0, :14].mean(dim=(1, 2)), drawn[:, 0, 14:].mean(dim=(1, 2))
+    asked_top = torch.arange(40) % 2 == 0
+    assert ((top > bottom) == asked_top).float().mean() >= 0.95
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero_and_grows_with_noise() -> None:
+    torch.manual_seed(0)
+
+    class Pixels(torch.nn.Module):  # a tiny feature module: 16 pooled pixels
+        num_features = 16
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(images, 4).flatten(1)
+
+    images = torch.rand(400, 1, 28, 28)
+    noisy = {f"{scale}": images + scale * torch.randn_like(images) for scale in (0.0, 0.3, 1.0)}
+    distances = measure.frechet_distances(Pixels(), images, noisy)
+    assert abs(distances["0.0"]) < 1e-6
+    assert distances["0.0"] < distances["0.3"] < distances["1.0"]
+
+
+def test_precision_and_recall_on_hand_made_point_clouds() -> None:
+    torch.manual_seed(0)
+    real = torch.randn(500, 2)
+    assert min(measure.precision_recall(real, torch.randn(500, 2))) > 0.8  # the same distribution
+    collapsed = measure.precision_recall(real, 0.1 * torch.randn(500, 2))  # one mode: precise, no diversity
+    assert collapsed[0] > 0.95 and collapsed[1] < 0.3
+    far = measure.precision_recall(real, torch.randn(500, 2) + 10)  # elsewhere entirely
+    assert far == (0.0, 0.0)
+
+
+def test_memorisation_shows_a_generator_that_copies_training_images() -> None:
+    torch.manual_seed(0)
+    train, held_out = torch.rand(200, 1, 28, 28), torch.rand(200, 1, 28, 28)
+    copies = measure.memorisation(train[:100], train, held_out)
+    fresh = measure.memorisation(torch.rand(100, 1, 28, 28), train, held_out)
+    assert copies["nn_train"] < 1e-3 and copies["closer_to_train"] == 1.0
+    assert 0.9 < fresh["nn_ratio"] < 1.1
+
+
+def test_conditional_accuracy_per_class() -> None:
+    probabilities = np.eye(10)[[0, 0, 1, 2]]
+    scores = measure.conditional_accuracy(probabilities, np.array([0, 0, 1, 1]))
+    assert scores["cond_acc"] == 0.75 and scores["cond_acc_1"] == 0.5 and "cond_acc_5" not in scores
+
+
+# --- the command line on synthetic digits ----------------------------------------------------------
+SMOKE = ["data=synthetic", "trainer=cpu", "trainer.max_epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    judge = train_for_module(tmp_path_factory, "mnist", "data=synthetic", "trainer=cpu", "trainer.max_epochs=2")
+    judged = [f"judge={judge}"]
+    return {
+        "judge": judge,
+        "cgan": train_for_module(tmp_path_factory, "gan", *SMOKE, *judged),
+        "dcgan": train_for_module(tmp_path_factory, "gan", *SMOKE, *judged, "model=dcgan"),
+    }
+
+
+def test_train_writes_every_figure_and_picture(runs: dict[str, Path]) -> None:
+    run = runs["cgan"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for name in ("fd", "fd_floor", "fd_ratio", "precision", "recall", "nn_ratio", "cond_acc", "cond_acc_9"):
+        assert np.isfinite(metrics["metrics"][f"test/{name}"]), name
+    assert metrics["monitor"] == {"metric": "val/fd", "mode": "min"}
+    assert metrics["data"]["judge"] == str(runs["judge"])
+    for picture in ("samples.png", "interpolations.png", "learning_curves.png", "epochs/epoch_002.png"):
+        assert (run / "plots" / picture).is_file(), picture
+    card = (run / "MODEL_CARD.md").read_text()
+    assert "![samples](plots/samples.png)" in card and "NOT Inception FID" in card
+    assert "test/cond_acc" not in json.loads((runs["dcgan"] / "metrics.json").read_text())["metrics"]
+
+
+@pytest.mark.parametrize("output", ["grid.png", "samples.npy", "folder/"])
+def test_sample_writes_each_format(cli, runs: dict[str, Path], tmp_path: Path, output: str) -> None:
+    target = tmp_path / output
+    result = cli("gan", "sample", "n=12", "digit=3", f"output={target}", f"run={runs['cgan']}")
+    assert result.code == 0, result.err
+    if output.endswith(".npy"):
+        array = np.load(target)
+        assert array.shape == (12, 28, 28) and array.dtype == np.uint8
+    elif output.endswith("/"):
+        assert sorted(path.name for path in target.iterdir())[:2] == ["00_3.png", "01_3.png"]
+        assert len(list(target.iterdir())) == 12
+    else:
+        assert target.stat().st_size > 100
+
+
+def test_an_unconditional_run_asked_for_a_digit_is_refused(cli, runs: dict[str, Path], tmp_path: Path) -> None:
+    output = tmp_path / "grid.png"
+    result = cli("gan", "sample", "digit=7", f"output={output}", f"run={runs['dcgan']}")
+    refused(result, 2, "unconditional", "drop digit=", output=output)
+
+
+def test_a_missing_judge_says_how_to_train_one(cli, isolated: Path) -> None:
+    result = cli("gan", "train", *SMOKE)
+    refused(result, 1, "no judge for synthetic", "python -m projects.mnist train data=synthetic")
+    assert not (isolated / "runs" / "gan").exists() or not any((isolated / "runs" / "gan").rglob("metrics.json"))

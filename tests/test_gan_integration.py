@@ -1,0 +1,35 @@
+"""The GAN on the real MNIST from the mirror: a short conditional run must reach a real floor of conditional
+accuracy, judged by a briefly trained mnist classifier. Skipped without a mirror."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_short_conditional_run_draws_the_digits_it_is_asked_for(cli, mirror: Path, isolated: Path) -> None:
+    if not (mirror / "mnist").is_dir():
+        pytest.skip(f"no mnist/ in the mirror {mirror}")
+    judge = cli("mnist", "train", "trainer=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=150")
+    assert judge.code == 0, judge.err
+    result = cli(
+        "gan",
+        "train",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=300",
+        "model.ema_decay=0.99",
+        "data.val_size=1000",
+        "data.measure_samples=2000",
+    )
+    assert result.code == 0, result.err
+    [metrics_file] = (isolated / "runs" / "gan").rglob("metrics.json")
+    scores = json.loads(metrics_file.read_text())["metrics"]
+    assert scores["test/fd_floor"] < scores["test/fd"], scores  # real against real is the floor
+    # 300 batches are far from a trained GAN (measured: 32% with this judge, FD 38 against a floor of 0.38), but a
+    # generator that ignored its labels would score chance, 10%.
+    assert scores["test/cond_acc"] >= 0.2, scores
