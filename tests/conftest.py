@@ -102,6 +102,16 @@ def train_for_module(factory: pytest.TempPathFactory, project: str, *overrides: 
     return directory
 
 
+@pytest.fixture(scope="session")
+def quick_mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mnist's `quick` preset trained once on the mirror's real MNIST, for every test that needs a real classifier
+    (its accuracy floor, the robustness script, the GAN's judge); skipped without a mirror."""
+    value = os.environ.get("PORTFOLIO_DATA_DIR")
+    if not value or not (Path(value) / "mnist").is_dir():
+        pytest.skip("no mnist/ in the data mirror named by PORTFOLIO_DATA_DIR")
+    return train_for_module(tmp_path_factory, "mnist", "experiment=quick", "trainer=cpu", "logger=csv")
+
+
 def refused(result: Result, code: int, *phrases: str, output: Path | None = None) -> None:
     """Exit `code`, an error and a fix naming `phrases`, no traceback, and no output file left behind."""
     text = result.out + result.err

@@ -135,6 +135,15 @@ def test_train_writes_every_figure_and_picture(runs: dict[str, Path]) -> None:
     assert "test/cond_acc" not in json.loads((runs["dcgan"] / "metrics.json").read_text())["metrics"]
 
 
+def test_evaluate_measures_a_run_again_with_its_recorded_judge(cli, runs: dict[str, Path]) -> None:
+    result = cli("gan", "evaluate", f"run={runs['cgan']}")
+    assert result.code == 0, result.err
+    trained = json.loads((runs["cgan"] / "metrics.json").read_text())["metrics"]
+    again = json.loads((runs["cgan"] / "evaluations" / "test" / "evaluation.json").read_text())["metrics"]
+    for name in ("test/fd", "test/fd_floor", "test/cond_acc"):  # the same seeded samples and the same judge
+        assert again[name] == pytest.approx(trained[name], rel=1e-3, abs=1e-6), name
+
+
 @pytest.mark.parametrize("output", ["grid.png", "samples.npy", "folder/"])
 def test_sample_writes_each_format(cli, runs: dict[str, Path], tmp_path: Path, output: str) -> None:
     target = tmp_path / output

@@ -289,7 +289,16 @@ def test_models_that_nest_models_train_on_their_point_values(
     cli, isolated: Path, preset: str, options: list[str]
 ) -> None:
     """A stack blends its members' values and a search scores its draws' values, never the interval's columns."""
-    small = ["model.estimator.estimators.forest.estimator.regressor.n_estimators=10"] if preset == "ensemble" else []
+    members = "model.estimator.estimators"
+    small = (
+        [
+            f"{members}.forest.estimator.regressor.n_estimators=10",
+            f"{members}.extra_trees.estimator.regressor.n_estimators=10",
+            f"{members}.hgb.estimator.regressor.max_iter=30",
+        ]
+        if preset == "ensemble"
+        else []
+    )
     trees = ["model.estimator.estimator.estimator.regressor.n_estimators=10"] if preset == "search" else []
     run = train_one(cli, isolated, "housing", "data=synthetic", f"experiment={preset}", *options, *small, *trees)
     metrics = json.loads((run / "metrics.json").read_text())

@@ -211,11 +211,13 @@ def test_script_scores_every_set_of_a_run(cli, isolated: Path, capsys: pytest.Ca
 
 
 @pytest.mark.integration
-def test_script_on_a_quick_real_run(cli, mirror: Path, isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if not (mirror / "mnist").is_dir():
-        pytest.skip(f"no mnist/ in the mirror {mirror}")
-    train_one(cli, isolated, "mnist", "experiment=quick", "trainer=cpu", "logger=csv")
-    assert _script().main(["--limit", "1000", "--sets", "clean", "grey_background", "offset", "enlarged"]) == 0
+def test_script_on_a_quick_real_run(quick_mnist_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        _script().main(
+            [f"run={quick_mnist_run}", "--limit", "1000", "--sets", "clean", "grey_background", "offset", "enlarged"]
+        )
+        == 0
+    )
     accuracy = {line["set"]: line["accuracy"] for line in _lines(capsys.readouterr().out)}
     assert accuracy["clean"] >= 0.95, accuracy
     assert min(accuracy.values()) >= 0.85, "predict's normalisation undoes contrast, place and size"
