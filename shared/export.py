@@ -15,6 +15,7 @@ import inspect
 import logging
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -179,7 +180,9 @@ def export_network(graph: ExportGraph, example: dict[str, torch.Tensor], path: P
     # torch.export matches `dynamic_shapes` to the signature: a `forward(*tensors)` takes them as one tuple argument
     packed = any(item.kind is item.VAR_POSITIONAL for item in inspect.signature(module.forward).parameters.values())
     try:
-        with torch.no_grad(), quiet_loggers(*EXPORTER_LOGGERS):
+        with torch.no_grad(), quiet_loggers(*EXPORTER_LOGGERS), warnings.catch_warnings():
+            # one Dim shared by several inputs (the batch) keeps its name; torch warns that the others' go unused
+            warnings.filterwarnings("ignore", message=r".*will not be used, since it shares the same shape")
             program = torch.onnx.export(
                 module,
                 arguments,

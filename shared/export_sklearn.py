@@ -22,6 +22,7 @@ from shared.fitters import first_line
 from shared.onnx_runtime import tabular_inputs
 
 _NO_STEP = ("drop", "passthrough", None)
+BATCH_AXIS = "batch"  # the dynamic first axis, named as the torch graphs name it (skl2onnx leaves it unnamed)
 
 
 def convertible_classes() -> set[type]:
@@ -116,9 +117,14 @@ def convert_estimator(estimator: Any, inputs: Any) -> Any:
     final = plain.steps[-1][1] if isinstance(plain, Pipeline) else plain
     options = {id(final): {"zipmap": False}} if is_classifier(plain) else None
     try:
-        return convert_sklearn(plain, initial_types=types, options=options)
+        converted = convert_sklearn(plain, initial_types=types, options=options)
     except (RuntimeError, NotImplementedError, ValueError, TypeError, KeyError) as error:  # a setting it refuses
         raise UsageError(
             f"skl2onnx cannot convert this {describe_step(estimator)}: {first_line(error)}.",
             "export a model without that setting, or serve this one with the torch backend.",
         ) from error
+    for value in (*converted.graph.input, *converted.graph.output):
+        dimensions = value.type.tensor_type.shape.dim
+        if dimensions and not dimensions[0].HasField("dim_value"):
+            dimensions[0].dim_param = BATCH_AXIS
+    return converted
