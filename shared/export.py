@@ -166,7 +166,10 @@ def export_network(graph: ExportGraph, example: dict[str, torch.Tensor], path: P
     if tuple(example) != graph.names:
         raise TypeError(f"export_inputs gives {tuple(example)}, but the graph takes {graph.names}")
     if any(len(tensor) < 2 for tensor in example.values()):  # a batch of 1 would be fixed as a constant
-        raise UsageError("the export needs a batch of at least 2 inputs to keep the batch size dynamic.")
+        raise UsageError(
+            "the export needs a first batch of at least 2 inputs: a batch of 1 would be fixed into the graph.",
+            "give the split at least 2 inputs, and the data's eval batch size at least 2.",
+        )
     module, arguments = graph.module.eval(), tuple(example.values())
     dimensions: dict[str, torch.export.Dim] = {}
 

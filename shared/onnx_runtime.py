@@ -133,7 +133,10 @@ class OnnxPredictor:
             values = np.asarray(outputs[0])
             return values.ravel() if values.ndim == 2 and values.shape[1] == 1 else values
         if not isinstance(model, Exports):
-            raise UsageError(f"{type(model).__name__} has no ONNX graph (it does not declare `Exports`).")
+            raise UsageError(
+                f"{type(model).__name__} has no ONNX graph (it does not declare `Exports`).",
+                "use the torch backend for this run.",
+            )
         batches = []
         for batch in self.run.data.loader(preprocessed(model, inputs)):
             tensors = model.export_inputs(batch)
