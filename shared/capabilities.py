@@ -18,11 +18,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from lightning import LightningModule
 
 Explanation = list[tuple[str, float]]  # (feature or token, signed contribution), strongest first
 
@@ -99,7 +102,7 @@ class PredictStep(nn.Module):
     then computes exactly what prediction computes. `keys` rebuilds a dict batch (`{"user": ..., "item": ...}`);
     without them the batch is the list of tensors (`[images]`)."""
 
-    def __init__(self, model: nn.Module, keys: Sequence[str] = ()) -> None:
+    def __init__(self, model: LightningModule, keys: Sequence[str] = ()) -> None:
         super().__init__()
         self.model, self.keys = model, tuple(keys)
 
