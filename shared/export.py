@@ -204,7 +204,8 @@ def export_network(graph: ExportGraph, example: dict[str, torch.Tensor], path: P
         reason = f"{type(error).__name__}: {first_line(error)}"
         log.warning("the dynamo exporter failed (%s); using the legacy TorchScript exporter", reason)
         axes = {name: {0: "batch", **dict(graph.axes.get(name, {}))} for name in graph.names}
-        with torch.no_grad(), quiet_loggers(*EXPORTER_LOGGERS):
+        with torch.no_grad(), quiet_loggers(*EXPORTER_LOGGERS), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)  # its deprecation: the warning above says it
             torch.onnx.export(
                 module,
                 arguments,
