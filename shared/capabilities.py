@@ -10,16 +10,22 @@ name with a signature, and a model that claims one must implement it (these are 
 | `Explains` | add an `explanation` column to `predict` (`explain=N`) |
 | `Describes` | put facts about the fitted model (chosen parameters, vocabulary size) in `metrics.json` and the card |
 | `ExtractsFeatures` | give other projects a representation to measure with (the GAN's Fréchet distance) |
+| `Exports` | write the network as ONNX (`export`): the module that computes `predict_step`, over named tensors |
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from lightning import LightningModule
 
 Explanation = list[tuple[str, float]]  # (feature or token, signed contribution), strongest first
 
@@ -62,6 +68,47 @@ class ExtractsFeatures(ABC):
     @abstractmethod
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
         """(N, D) features of a batch of model inputs."""
+
+
+@dataclass(frozen=True)
+class ExportGraph:
+    """What `export` writes for one kind of batch: `module(*tensors)` with the tensors in `names` order returns
+    what the model's `predict_step` returns for that batch (probabilities, values with their interval, scores).
+
+    Axis 0 of every input is the batch, always dynamic; `axes` names the other dynamic axes of an input
+    (`{"input_ids": {1: "tokens"}}`). The same name on two inputs means the same size.
+    """
+
+    module: nn.Module
+    names: tuple[str, ...]
+    axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+
+
+class Exports(ABC):
+    """A network that can be written as an ONNX graph: what it computes for a batch of its data's loader, split from
+    what stays in Python (a tokenizer, a fitted scikit-learn preprocessor, the loader itself)."""
+
+    @abstractmethod
+    def export_graph(self, batch: Any) -> ExportGraph:
+        """The module to export for batches like `batch` (one of the data's loader, at prediction)."""
+
+    @abstractmethod
+    def export_inputs(self, batch: Any) -> dict[str, torch.Tensor]:
+        """A loader batch as the graph's named input tensors, in `ExportGraph.names` order (on the CPU)."""
+
+
+class PredictStep(nn.Module):
+    """A LightningModule's own `predict_step` as a module over the batch's tensors, for an `ExportGraph`: the graph
+    then computes exactly what prediction computes. `keys` rebuilds a dict batch (`{"user": ..., "item": ...}`);
+    without them the batch is the list of tensors (`[images]`)."""
+
+    def __init__(self, model: LightningModule, keys: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.model, self.keys = model, tuple(keys)
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        batch: Any = dict(zip(self.keys, tensors, strict=True)) if self.keys else list(tensors)
+        return self.model.predict_step(batch, 0)
 
 
 def format_explanation(pairs: Sequence[tuple[str, float]]) -> str:

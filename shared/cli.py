@@ -50,6 +50,12 @@ def _predict(project: Project, cfg: DictConfig) -> int:
     return predict_command(project, cfg)
 
 
+def _export(project: Project, cfg: DictConfig) -> None:
+    from shared.export import export_command
+
+    export_command(project, cfg)
+
+
 def _compare(project: Project, cfg: DictConfig) -> None:
     from shared.compare import compare_command
 
@@ -63,6 +69,7 @@ COMMANDS: dict[str, Command] = {
         Command("evaluate", "score a finished run's model again (latest run, or run=PATH)", _evaluate),
         Command("predict", "predict with a finished run's model: {predict_usage}", _predict),
         Command("compare", "a table of every finished run's metrics, best first", _compare),
+        Command("export", "write a finished run's model as ONNX, checked against it (run=PATH, format=onnx)", _export),
     )
 }
 

@@ -203,9 +203,9 @@ class LightningFitter(Fitter):
     def fit(self, model: LightningModule, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
         history = History()
         trainer = self.build_trainer(cfg, run_dir, [history])
-        train_loader = data.loader(_preprocessed(model, data.inputs("train")), data.targets("train"), train=True)
+        train_loader = data.loader(preprocessed(model, data.inputs("train")), data.targets("train"), train=True)
         val_loader = (
-            data.loader(_preprocessed(model, data.inputs("val")), data.targets("val")) if "val" in data.splits else None
+            data.loader(preprocessed(model, data.inputs("val")), data.targets("val")) if "val" in data.splits else None
         )
         started = time.perf_counter()
         with warnings.catch_warnings():  # without a val split the kept weights are the last: said below, not warned
@@ -242,7 +242,7 @@ class LightningFitter(Fitter):
         model.to(device).eval()
         outputs = []
         with torch.inference_mode():
-            for index, batch in enumerate(data.loader(_preprocessed(model, inputs))):
+            for index, batch in enumerate(data.loader(preprocessed(model, inputs))):
                 outputs.append(model.predict_step(move_data_to_device(batch, device), index).float().cpu())
         return torch.cat(outputs).numpy()
 
@@ -326,7 +326,7 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(error).__name__
 
 
-def _preprocessed(model: LightningModule, inputs: Any) -> Any:
+def preprocessed(model: LightningModule, inputs: Any) -> Any:
     """`inputs` through the module's fitted scikit-learn preprocessor, when it carries one."""
     return model.preprocessor.transform(inputs) if isinstance(model, CarriesPreprocessor) else inputs
 

@@ -32,7 +32,7 @@ from torchmetrics.regression import MeanSquaredError
 
 from projects.housing.features import make_preprocessor
 from shared import checks
-from shared.capabilities import CarriesPreprocessor, Describes, FitsOnTrain
+from shared.capabilities import CarriesPreprocessor, Describes, ExportGraph, Exports, FitsOnTrain, PredictStep
 from shared.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-class MLPRegressor(LightningModule, FitsOnTrain, CarriesPreprocessor, Describes, PointPredictor):
+class MLPRegressor(LightningModule, FitsOnTrain, CarriesPreprocessor, Describes, PointPredictor, Exports):
     """A multilayer perceptron in torch on the shared preprocessing, trained by the core's Lightning `Trainer`.
 
     The `ColumnTransformer` is fitted on the train split (`fit_on_train`, called when the project
@@ -229,6 +229,9 @@ class MLPRegressor(LightningModule, FitsOnTrain, CarriesPreprocessor, Describes,
     beside the checkpoint. Targets are standardised for training. The interval is split-conformal: the
     `coverage` quantile of the absolute validation residuals at the kept epoch, added around each value;
     trained without a validation split, the model has no interval (NaN bounds).
+
+    Exported as `predict_step` over the preprocessed features (the `ColumnTransformer` stays in Python, as the
+    core applies it before the loader): the value and its interval's bounds.
     """
 
     def __init__(
@@ -301,8 +304,15 @@ class MLPRegressor(LightningModule, FitsOnTrain, CarriesPreprocessor, Describes,
         value = self._clip(self(batch[0]))
         return torch.stack([value, self._clip(value - self.half_width), self._clip(value + self.half_width)], 1)
 
+    def export_graph(self, batch: Sequence[torch.Tensor]) -> ExportGraph:
+        return ExportGraph(PredictStep(self), ("features",))
+
+    def export_inputs(self, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"features": batch[0].cpu()}
+
     def _clip(self, values: torch.Tensor) -> torch.Tensor:
-        return values.clamp(0.0, self.hparams.cap) if self.hparams.cap else values.clamp(min=0.0)
+        # float(cap): a float lower and an int upper bound break torch's ONNX decomposition of clamp (torch 2.14)
+        return values.clamp(0.0, float(self.hparams.cap)) if self.hparams.cap else values.clamp(min=0.0)
 
     def point(self, inputs: Any) -> np.ndarray:
         """Point predictions for raw district rows (what permutation importance shuffles)."""

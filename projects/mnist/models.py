@@ -17,19 +17,25 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from torch import nn
 
-from shared.capabilities import ExtractsFeatures
+from shared.capabilities import ExportGraph, Exports, ExtractsFeatures, PredictStep
 from shared.classification import Classifier
 
 CLASSES = 10
 
 
-class DigitClassifier(Classifier):
+class DigitClassifier(Classifier, Exports):
     """The shared classifier steps (`shared.classification.Classifier`) with SGD, Nesterov momentum and a
-    one-cycle learning-rate schedule."""
+    one-cycle learning-rate schedule. Exported as its prediction: normalised N×1×28×28 images to probabilities."""
 
     def __init__(self, lr: float, momentum: float, weight_decay: float, label_smoothing: float, warmup: float) -> None:
         super().__init__(CLASSES, label_smoothing)
         self.lr, self.momentum, self.weight_decay, self.warmup = lr, momentum, weight_decay, warmup
+
+    def export_graph(self, batch: Sequence[torch.Tensor]) -> ExportGraph:
+        return ExportGraph(PredictStep(self), ("images",))
+
+    def export_inputs(self, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"images": batch[0].cpu()}
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.SGD(

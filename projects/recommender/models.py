@@ -28,7 +28,7 @@ from torchmetrics import MeanSquaredError
 from projects.recommender.capabilities import ComparesItems, Recommends
 from projects.recommender.data import RANKING, RATING
 from projects.recommender.metrics import per_user_ranking, top_k
-from shared.capabilities import FitsOnTrain
+from shared.capabilities import ExportGraph, Exports, FitsOnTrain, PredictStep
 
 
 def cosine_to(vectors: np.ndarray, item: int) -> np.ndarray:
@@ -162,9 +162,14 @@ class ItemItem(Recommender, ComparesItems):
 
 
 # --- gradient-trained models (Lightning) ---------------------------------------------------------------
-class Factorization(LightningModule, Recommends, ComparesItems):
+class Factorization(LightningModule, Recommends, ComparesItems, Exports):
     """What the Lightning recommenders share: user and item embeddings, Adam, prediction by batch kind
-    (pairs -> ratings, users -> item scores), and validation by the protocol of the batch."""
+    (pairs -> ratings, users -> item scores), and validation by the protocol of the batch.
+
+    Exported as `predict_step` for the kind of batch the run is evaluated on: (`user`, `item`) pairs to ratings
+    under the rating protocol, `user` and `history` (0/1 rows) to every item's score under ranking. The graph
+    takes that kind only; the other is served by the torch backend.
+    """
 
     def __init__(self, n_users: int, n_items: int, dim: int, lr: float) -> None:
         super().__init__()
@@ -187,6 +192,18 @@ class Factorization(LightningModule, Recommends, ComparesItems):
         if "item" in batch:
             return self.rate(batch["user"], batch["item"])
         return self.score_all(batch["user"], batch["history"])
+
+    @staticmethod
+    def export_keys(batch: dict[str, torch.Tensor]) -> tuple[str, ...]:
+        """The tensors `predict_step` reads from a batch of this kind."""
+        return ("user", "item") if "item" in batch else ("user", "history")
+
+    def export_graph(self, batch: dict[str, torch.Tensor]) -> ExportGraph:
+        keys = self.export_keys(batch)
+        return ExportGraph(PredictStep(self, keys), keys)
+
+    def export_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {key: batch[key].cpu() for key in self.export_keys(batch)}
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
         size = len(batch["user"])

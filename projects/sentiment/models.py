@@ -23,7 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from projects.sentiment.embeddings import PACKAGED_MINILM, load_pretrained, minilm_word_vectors, train_word2vec
 from projects.sentiment.text import TextProcessor
-from shared.capabilities import Describes, Explains, Explanation, FitsOnTrain
+from shared.capabilities import Describes, Explains, Explanation, ExportGraph, Exports, FitsOnTrain
 from shared.classification import Classifier
 from shared.errors import UsageError
 from shared.logs import quiet_loggers
@@ -324,13 +324,30 @@ class RecurrentClassifier(TextClassifier, FitsOnTrain, Describes):
         return [len(self.processor(text)) > self.hparams.max_tokens for text in texts]
 
 
-class TransformerClassifier(TextClassifier, Describes):
+class TokenProbabilities(nn.Module):
+    """A transformer classifier's probabilities from token ids and their attention mask: the encoder and the head,
+    without the tokenizer (which stays in Python). Token type ids are left to the encoder's default, all zeros,
+    which is what the tokenizer gives a single text."""
+
+    def __init__(self, model: TransformerClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return F.softmax(self.model.classify(self.model.embed(batch), batch).float(), dim=1)
+
+
+class TransformerClassifier(TextClassifier, Describes, Exports):
     """A pretrained Hugging Face encoder, fine-tuned whole with a linear head on its pooled output.
 
     Texts are tokenized per batch and padded to the longest text of the batch (dynamic padding), cut
     at `max_length` tokens. `pooling=mean` averages the token vectors (what all-MiniLM-L6-v2 was trained
-    with); `cls` takes the first token's (BERT's convention).
+    with); `cls` takes the first token's (BERT's convention). Exported as `TokenProbabilities`, the batch and
+    the token axis dynamic.
     """
+
+    EXPORTED = ("input_ids", "attention_mask")
 
     def __init__(
         self,
@@ -369,6 +386,14 @@ class TransformerClassifier(TextClassifier, Describes):
             mask = batch["attention_mask"][..., None].to(states.dtype)
             pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         return self.head(pooled)
+
+    def export_graph(self, batch: Sequence[Any]) -> ExportGraph:
+        return ExportGraph(TokenProbabilities(self), self.EXPORTED, {name: {1: "tokens"} for name in self.EXPORTED})
+
+    def export_inputs(self, batch: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """The batch's texts tokenized as in prediction: padded to the longest, cut at `max_length`."""
+        encoded = self.encode(batch[0])
+        return {name: encoded[name].cpu() for name in self.EXPORTED}
 
     def tokens(self, batch: Batch) -> list[list[str]]:
         lengths = batch["attention_mask"].sum(dim=1).tolist()

@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 from projects.vision.augment import BatchAugment
-from shared.capabilities import ExtractsFeatures
+from shared.capabilities import ExportGraph, Exports, ExtractsFeatures, PredictStep
 from shared.classification import Classifier
 from shared.errors import UsageError
 
@@ -44,9 +44,14 @@ def one_cycle(
     )
 
 
-class VisionClassifier(Classifier, ExtractsFeatures):
+class VisionClassifier(Classifier, ExtractsFeatures, Exports):
     """The steps every vision network shares. A subclass builds its layers and defines `logits` and `embed` on
-    normalised channels-last batches; `forward` and `features` take images as the data gives them."""
+    normalised channels-last batches; `forward` and `features` take images as the data gives them.
+
+    The export is `predict_step` itself: uint8 images in, the run's test-time augmentation (`tta`: its views and
+    their mirrors, averaged) inside the graph, probabilities out. So the ONNX backend answers what `predict` and
+    the run's metrics answer; a run trained with `tta: none` exports the plain network's softmax.
+    """
 
     sum_loss = False  # airbench's learning rate is per example: its loss is summed over the batch, not averaged
     TEST_TIME_AUGMENTATIONS = ("none", "mirror", "mirror_translate")
@@ -144,6 +149,12 @@ class VisionClassifier(Classifier, ExtractsFeatures):
 
     def predict_step(self, batch: Sequence[Any], batch_index: int) -> torch.Tensor:
         return sum(weight * F.softmax(logits.float(), dim=1) for logits, weight in self._views(batch[0]))
+
+    def export_graph(self, batch: Sequence[Any]) -> ExportGraph:
+        return ExportGraph(PredictStep(self), ("images",))
+
+    def export_inputs(self, batch: Sequence[Any]) -> dict[str, torch.Tensor]:
+        return {"images": batch[0].cpu()}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.augment is not None:  # a resumed run draws the crops and flips it would have drawn
