@@ -12,7 +12,7 @@ from lightning import Trainer
 
 from projects.gan import measure
 from projects.gan.module import Gan
-from projects.gan.networks import LOSSES
+from projects.gan.networks import LOSSES, Discriminator, Generator, MinibatchStddev
 from shared.data import tensor_loader
 from tests.conftest import refused, train_for_module
 
@@ -44,6 +44,24 @@ def test_each_loss_changes_both_networks_and_stays_finite(loss: str, tmp_path: P
     for key in ("train/d_loss", "train/g_loss"):
         assert torch.isfinite(model.trainer.callback_metrics[key]), key
     assert (tmp_path / "plots" / "epochs").is_dir()  # the fixed grid after the epoch
+
+
+def test_minibatch_stddev_shows_a_collapsed_batch_to_the_discriminator() -> None:
+    layer = MinibatchStddev(group=4)
+    same = torch.randn(1, 3, 7, 7).repeat(8, 1, 1, 1)  # one image whatever the noise: mode collapse
+    spread = layer(same)[:, -1]
+    assert spread.shape == (8, 7, 7) and float(spread.max()) < 1e-3
+    varied = layer(torch.randn(8, 3, 7, 7))[:, -1]
+    assert float(varied.min()) > 0.3  # unit-variance features spread about 0.8 within a group of 4
+    assert layer(torch.randn(6, 3, 7, 7)).shape == (6, 4, 7, 7)  # a batch the group does not divide
+
+
+def test_the_options_keep_the_networks_shapes_and_range() -> None:
+    generator = Generator(8, 8, classes=10, embed_dim=4, full_resolution_conv=True)
+    images = generator(torch.randn(5, 8), torch.arange(5))
+    assert images.shape == (5, 1, 28, 28) and float(images.abs().max()) <= 1
+    critic = Discriminator(8, classes=10, spectral=True, minibatch_stddev=True)
+    assert critic(images, torch.arange(5)).shape == (5,)
 
 
 def test_the_conditional_generator_obeys_its_label_on_a_toy_task(tmp_path: Path) -> None:

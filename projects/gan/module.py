@@ -50,7 +50,9 @@ class Gan(LightningModule):
         generator_width: int = 64,
         discriminator_width: int = 32,
         embed_dim: int = 32,
+        full_resolution_conv: bool = False,
         spectral_norm: bool = False,
+        minibatch_stddev: bool = False,
         ema_decay: float = 0.999,
         lr: float = 2e-4,
         beta1: float = 0.5,
@@ -72,8 +74,8 @@ class Gan(LightningModule):
             raise UsageError(f"model.ema_decay={ema_decay} is not in [0, 1).", "use e.g. model.ema_decay=0.999.")
         self.ema_decay, self.lr, self.betas, self.gp_weight = ema_decay, lr, (beta1, beta2), gp_weight
         labels = classes if self.conditional else None
-        self.generator = Generator(latent_dim, generator_width, labels, embed_dim)
-        self.discriminator = Discriminator(discriminator_width, labels, spectral_norm)
+        self.generator = Generator(latent_dim, generator_width, labels, embed_dim, full_resolution_conv)
+        self.discriminator = Discriminator(discriminator_width, labels, spectral_norm, minibatch_stddev)
         self.ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         rows = classes if self.conditional else 8  # the fixed grid: one class per row for the conditional model

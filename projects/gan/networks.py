@@ -23,7 +23,14 @@ LOSSES = ("bce", "hinge", "wgan_gp")
 class Generator(nn.Module):
     """Noise (and a class) → a 28×28 image in [-1, 1]."""
 
-    def __init__(self, latent_dim: int, width: int, classes: int | None = None, embed_dim: int = 32) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        width: int,
+        classes: int | None = None,
+        embed_dim: int = 32,
+        full_resolution_conv: bool = False,
+    ) -> None:
         super().__init__()
         self.latent_dim, self.classes = latent_dim, classes
         self.embed = nn.Embedding(classes, embed_dim) if classes else None
@@ -32,11 +39,23 @@ class Generator(nn.Module):
             nn.Linear(inputs, 2 * width * 7 * 7, bias=False), nn.BatchNorm1d(2 * width * 7 * 7), nn.ReLU(True)
         )
         self.width = width
+        # The last transposed convolution's stride leaves a checkerboard in its output (Odena et al. 2016); with
+        # `full_resolution_conv` it keeps `width // 2` channels and a 3×3 convolution at 28×28 draws the image.
+        last = (
+            [
+                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),  # 14 → 28
+                nn.BatchNorm2d(width // 2),
+                nn.ReLU(True),
+                nn.Conv2d(width // 2, 1, 3, 1, 1),
+            ]
+            if full_resolution_conv
+            else [nn.ConvTranspose2d(width, 1, 4, 2, 1)]  # 14 → 28
+        )
         self.upsample = nn.Sequential(
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),  # 7 → 14
             nn.BatchNorm2d(width),
             nn.ReLU(True),
-            nn.ConvTranspose2d(width, 1, 4, 2, 1),  # 14 → 28
+            *last,
             nn.Tanh(),
         )
 
@@ -49,26 +68,51 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """A 28×28 image (and its class) → one realness score per image (a logit for `bce`, a critic value otherwise)."""
 
-    def __init__(self, width: int, classes: int | None = None, spectral: bool = False) -> None:
+    def __init__(
+        self, width: int, classes: int | None = None, spectral: bool = False, minibatch_stddev: bool = False
+    ) -> None:
         super().__init__()
         norm = spectral_norm if spectral else (lambda layer: layer)
-        self.features = nn.Sequential(
+        self.convolutions = nn.Sequential(
             norm(nn.Conv2d(1, width, 4, 2, 1)),  # 28 → 14
             nn.LeakyReLU(0.2, True),
             norm(nn.Conv2d(width, 2 * width, 4, 2, 1)),  # 14 → 7
             nn.LeakyReLU(0.2, True),
-            nn.Flatten(),
         )
-        size = 2 * width * 7 * 7
+        self.stddev = MinibatchStddev() if minibatch_stddev else None
+        size = (2 * width + (1 if minibatch_stddev else 0)) * 7 * 7
         self.score = norm(nn.Linear(size, 1))
         self.embed = norm(nn.Embedding(classes, size)) if classes else None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        features = self.features(images)
+        features = self.convolutions(images)
+        if self.stddev is not None:
+            features = self.stddev(features)
+        features = features.flatten(1)
         score = self.score(features).squeeze(1)
         if self.embed is not None:
             score = score + (self.embed(labels) * features).sum(dim=1)
         return score
+
+
+class MinibatchStddev(nn.Module):
+    """Karras et al. 2018 (ProGAN): one more feature map holding how much the images of a small group differ.
+    A generator that draws the same image whatever its noise gives groups with no spread, which the
+    discriminator then sees directly: the cure for the mode collapse where each class has one face."""
+
+    def __init__(self, group: int = 4) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        count, channels, height, width = features.shape
+        group = min(self.group, count)
+        while count % group:  # a last batch that the group size does not divide
+            group -= 1
+        grouped = features.view(group, -1, channels, height, width)
+        spread = grouped.var(dim=0, unbiased=False).add(1e-8).sqrt().mean(dim=(1, 2, 3))  # one figure per group
+        spread = spread.view(-1, 1, 1, 1).repeat(group, 1, height, width)
+        return torch.cat([features, spread], dim=1)
 
 
 def check_loss(loss: str) -> str:
