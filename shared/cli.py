@@ -56,6 +56,12 @@ def _compare(project: Project, cfg: DictConfig) -> None:
     compare_command(project, cfg)
 
 
+def _serve(project: Project, cfg: DictConfig) -> None:
+    from shared.serve.command import serve_command
+
+    serve_command(project, cfg)
+
+
 def _promote(project: Project, cfg: DictConfig) -> None:
     from shared.promotion import promote_command
 
@@ -69,6 +75,7 @@ COMMANDS: dict[str, Command] = {
         Command("evaluate", "score a finished run's model again (latest run, or run=PATH)", _evaluate),
         Command("predict", "predict with a finished run's model: {predict_usage}", _predict),
         Command("compare", "a table of every finished run's metrics, best first", _compare),
+        Command("serve", "an HTTP API for a run's model (the promoted run, or run=PATH): /predict, /docs", _serve),
         Command("promote", "mark a run (run=PATH, else the latest) as the one serve uses by default", _promote),
     )
 }
