@@ -38,11 +38,11 @@ from shared.api_schema import (
     request_body,
 )
 from shared.config import project_config_dir
-from shared.errors import PortfolioError, RunNotFoundError
+from shared.errors import PortfolioError, RecordError, RunNotFoundError
 from shared.project import Project
 from shared.promotion import promoted_run, served_run_dir
 from shared.runs import Run, git_commit
-from shared.serve.answering import REQUEST_LOG, Answer, Answerer, Incoming, ModelWorker, RequestLog
+from shared.serve.answering import RECORD_FIX, REQUEST_LOG, Answer, Answerer, Incoming, ModelWorker, RequestLog
 from shared.serve.backends import load_backend
 from shared.serve.settings import ServeSettings
 from shared.serve.telemetry import BodyLimitMiddleware, MetricsMiddleware, ServeMetrics
@@ -352,6 +352,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PortfolioError)
     async def portfolio_error(request: Request, error: PortfolioError) -> JSONResponse:
         return refusal(400, error.problem, error.fix)
+
+    @app.exception_handler(RecordError)
+    async def record_error(request: Request, error: RecordError) -> JSONResponse:  # raised while answering
+        return refusal(422, f"{error}.", RECORD_FIX)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -35,7 +35,8 @@ def serve_command(project: Project, cfg: DictConfig) -> None:
     run_dir = served_run_dir(cfg.paths.runs_dir, project.name, cfg.get("run"))
     pinned = OmegaConf.merge(cfg, {"run": str(run_dir)})  # every worker serves this run, whatever is promoted later
     assert isinstance(pinned, DictConfig)
-    os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))  # for libraries that start their own pools
+    # worker processes (started after this, importing torch afresh) size their OpenMP pools by it
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
     if settings.workers == 1:
         run = load_backend(settings.backend, project, run_dir, pinned)
         app: FastAPI | str = create_app(project, pinned, settings, load=lambda: run)
