@@ -80,8 +80,16 @@ class Answerer:
         except PortfolioError as error:  # a record this run cannot answer at all (similar items of a rating model)
             return None, Answer(error=error.problem, fix=error.fix)
 
+    def answer(self, payloads: list[Any], explain: int) -> list[Answer]:
+        """Every record's answer: parsed alone, the readable ones predicted together."""
+        parsed = [self.parse(payload) for payload in payloads]
+        rows = iter(self.rows([value for value, refused in parsed if refused is None], explain))
+        return [refused if refused is not None else Answer(rows=next(rows)) for _, refused in parsed]
+
     def rows(self, values: list[Any], explain: int) -> list[Rows]:
         """The rows answering each parsed record (`explain` > 0 adds the explanation column)."""
+        if not values:  # every record refused: nothing to stack, no forward pass
+            return []
         return [plain(rows) for rows in predict_values(self.project, self.run, values, self._config(explain))]
 
     def _config(self, explain: int) -> DictConfig:
@@ -145,15 +153,25 @@ class ModelWorker:
         """Run `function` on the model's thread."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *arguments)
 
-    async def parse(self, payloads: list[Any]) -> list[tuple[Any, Answer | None]]:
-        return await self.call(lambda: [self.answerer.parse(payload) for payload in payloads])
+    async def answer(self, payloads: list[Any], explain: int) -> list[Answer]:
+        """Every record's answer. Without micro-batching, parsing and predicting are one hop to the model's thread;
+        with it, the parsed records wait up to `batch_wait_ms` for other requests' to share a forward pass."""
+        if self.wait <= 0:
+            return await self.call(self._answer_now, payloads, explain)
+        parsed = await self.call(lambda: [self.answerer.parse(payload) for payload in payloads])
+        rows = iter(await self._gathered([value for value, refused in parsed if refused is None], explain))
+        return [refused if refused is not None else Answer(rows=next(rows)) for _, refused in parsed]
 
-    async def rows(self, values: list[Any], explain: int) -> list[Rows]:
-        """The rows for `values`: now, or gathered with other requests' for up to `batch_wait_ms`."""
+    def _answer_now(self, payloads: list[Any], explain: int) -> list[Answer]:
+        answers = self.answerer.answer(payloads, explain)
+        readable = sum(answer.error is None for answer in answers)
+        if readable:
+            self.observe(readable)
+        return answers
+
+    async def _gathered(self, values: list[Any], explain: int) -> list[Rows]:
         if not values:
             return []
-        if self.wait <= 0:
-            return await self.call(self._forward, values, explain)
         future: asyncio.Future[list[Rows]] = asyncio.get_running_loop().create_future()
         self._pending.append((values, explain, future))
         if sum(len(pending[0]) for pending in self._pending) >= self.max_records:

@@ -8,6 +8,7 @@ words `predict` uses: a bad record 422, an oversized body or batch 413, an unkno
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -42,7 +43,7 @@ from shared.errors import PortfolioError, RecordError, RunNotFoundError
 from shared.project import Project
 from shared.promotion import promoted_run, served_run_dir
 from shared.runs import Run, git_commit
-from shared.serve.answering import RECORD_FIX, REQUEST_LOG, Answer, Answerer, Incoming, ModelWorker, RequestLog
+from shared.serve.answering import RECORD_FIX, REQUEST_LOG, Answerer, Incoming, ModelWorker, RequestLog
 from shared.serve.backends import load_backend
 from shared.serve.settings import ServeSettings
 from shared.serve.telemetry import BodyLimitMiddleware, MetricsMiddleware, ServeMetrics
@@ -161,6 +162,10 @@ async def _load(
         return
     served.request_log = RequestLog(run.directory / REQUEST_LOG) if settings.log_requests else None
     served.run, served.schema, served.worker, served.metadata = run, schema, worker, metadata
+    # Everything loaded so far lives as long as the server: out of the garbage collector's scans, which otherwise
+    # walk torch's and the model's objects again and again, pausing requests.
+    gc.collect()
+    gc.freeze()
     log.info("serving %s run %s (%s backend)", project.name, run.directory, settings.backend)
 
 
@@ -256,10 +261,9 @@ def _add_routes(app: FastAPI, project: Project, served: Served, settings: ServeS
         assert state.worker is not None and state.run is not None
         records, single = await _records(request, state.schema, settings.max_records)
         metrics.batch_records.observe(len(records))
-        parsed = await state.worker.parse([record.payload for record in records])
-        readable = [value for value, refused in parsed if refused is None]
-        rows = iter(await state.worker.rows(readable, settings.explain if explain is None else explain))
-        answers = [refused if refused is not None else Answer(rows=next(rows)) for _, refused in parsed]
+        answers = await state.worker.answer(
+            [record.payload for record in records], settings.explain if explain is None else explain
+        )
         metrics.record_errors.inc(sum(answer.error is not None for answer in answers))
         if state.request_log is not None:
             await state.worker.call(state.request_log.write, "/predict", records, answers)
