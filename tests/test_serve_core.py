@@ -39,9 +39,10 @@ def test_settings_refuse_what_cannot_work(monkeypatch: pytest.MonkeyPatch) -> No
     def settings(**options: object) -> ServeSettings:
         return ServeSettings.from_config(OmegaConf.create(options))
 
-    assert settings().threads == 2 and settings(workers=2).threads == 1
+    assert settings().threads == 1 and settings(workers=2).threads == 1 and settings(threads=2).threads == 2
     for options, phrase in [
         ({"workers": 3}, "more than the 2 core(s)"),
+        ({"threads": 3}, "threads=3 × workers=1"),
         ({"workers": 2, "threads": 2}, "threads=2 × workers=2"),
         ({"workers": 0}, "workers=0"),
         ({"port": 70000}, "above 65535"),
