@@ -74,8 +74,8 @@ class Served:
 
 
 def with_predict_options(project: Project, cfg: DictConfig) -> DictConfig:
-    """The config the project's record hooks see: its own `predict` options (vision's top_k, sentiment's
-    max_chars), as `predict.yaml` sets them, under whatever the serve command line set."""
+    """The config the project's record hooks see: its own `predict` options (how many classes to list, where to
+    cut a text), as its `predict.yaml` sets them, under whatever the serve command line set."""
     path = project_config_dir(project.name, project.config_dir) / PREDICT_OPTION_FILE
     if not path.is_file():
         return cfg

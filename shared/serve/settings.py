@@ -81,7 +81,7 @@ def worker_threads(asked: object, workers: int) -> int:
     workers' threads fight over the cores (oversubscription) and every request slower.
 
     By default each worker also leaves a core's share to its own HTTP event loop, which runs beside the model:
-    on 2 cores, mnist at batch 1 with 2 torch threads had a p99 of 93 ms against 7 ms with 1 (README)."""
+    on 2 cores, a small CNN at batch 1 with 2 torch threads had a p99 of 93 ms against 7 ms with 1 (README)."""
     cores = available_cores()
     if workers > cores:
         raise UsageError(

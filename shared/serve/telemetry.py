@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.routing import Mount, Route, WebSocketRoute
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -59,8 +60,7 @@ class ServeMetrics:
 def route_of(scope: Scope) -> str:
     """The route's template (`/predict`), never the raw path: one series per route, however paths vary."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    return route.path if isinstance(route, Route | Mount | WebSocketRoute) else "unmatched"
 
 
 class MetricsMiddleware:
