@@ -38,9 +38,9 @@ def runs_table(runs_dir: str | Path, project: str) -> pd.DataFrame:
         rows.append(
             {
                 "run": run.relative_to(root).as_posix(),
-                "promoted": "yes" if promoted is not None and run.resolve() == promoted else "",
                 **{group: choices.get(group) or "" for group in IDENTITY},
                 "overrides": " ".join(metrics.get("overrides") or []),
+                "promoted": "yes" if promoted is not None and run.resolve() == promoted else "",
                 **metrics.get("metrics", {}),
                 "train_seconds": metrics.get("train_seconds"),
                 "finished_at": metrics.get("finished_at"),

@@ -124,6 +124,7 @@ def create_app(
 
 
 def default_load(project: Project, cfg: DictConfig, settings: ServeSettings) -> Run:
+    """The run `serve` answers with (`run=`, else the promoted one, else the latest), through the chosen backend."""
     run_dir = served_run_dir(cfg.paths.runs_dir, project.name, cfg.get("run"))
     return load_backend(settings.backend, project, run_dir, cfg)
 
@@ -292,7 +293,8 @@ async def _records(request: Request, schema: RecordSchema | None, max_records: i
         form = await request.form(max_files=max_records, max_part_size=2**31)
         files = [value for value in form.getlist("file") if isinstance(value, UploadFile)]
         if not files:
-            raise Refusal(422, "the upload has no file part named 'file'.", "send the image as -F file=@digit.png.")
+            fix = "send each image as a part named file (curl -F file=@image.png)."
+            raise Refusal(422, "the upload has no file part named 'file'.", fix)
         records = []
         for upload in files:
             data = await upload.read()
