@@ -4,6 +4,7 @@
     python scripts/benchmark.py mnist trainer=gpu     # extra overrides go to every preset
     python scripts/benchmark.py sentiment --preset tfidf_lr --preset tfidf_lr/rt-polarity-10-fold
     python scripts/benchmark.py recommender --preset rating/mf   # rating presets sweep the 5 official folds
+    python scripts/benchmark.py serve --project mnist  # serving latency and throughput (scripts/serve_benchmark.py)
 
 Each preset is trained through the project's own command line, exactly as a user would run it,
 into a runs folder of its own (`runs/benchmark/` unless PORTFOLIO_RUNS_DIR is set); the line
@@ -163,6 +164,11 @@ def average(run_dirs: list[Path]) -> dict[str, object]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["serve"]:  # the serving benchmark: a server and its clients, no training
+        import serve_benchmark
+
+        serve_benchmark.main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("project", choices=sorted(BENCHMARKS))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every preset (trainer=gpu ...)")

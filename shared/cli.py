@@ -62,6 +62,18 @@ def _compare(project: Project, cfg: DictConfig) -> None:
     compare_command(project, cfg)
 
 
+def _serve(project: Project, cfg: DictConfig) -> None:
+    from shared.serve.command import serve_command
+
+    serve_command(project, cfg)
+
+
+def _promote(project: Project, cfg: DictConfig) -> None:
+    from shared.promotion import promote_command
+
+    promote_command(project, cfg)
+
+
 COMMANDS: dict[str, Command] = {
     command.name: command
     for command in (
@@ -70,6 +82,8 @@ COMMANDS: dict[str, Command] = {
         Command("predict", "predict with a finished run's model: {predict_usage}", _predict),
         Command("compare", "a table of every finished run's metrics, best first", _compare),
         Command("export", "write a finished run's model as ONNX, checked against it (run=PATH, format=onnx)", _export),
+        Command("serve", "an HTTP API for a run's model (the promoted run, or run=PATH): /predict, /docs", _serve),
+        Command("promote", "mark a run (run=PATH, else the latest) as the one serve uses by default", _promote),
     )
 }
 

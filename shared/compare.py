@@ -6,6 +6,7 @@ how it scored. Sorting follows the directions the project declares (`Project.met
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,20 @@ from shared.errors import RunNotFoundError, UsageError
 from shared.io import atomic_path, write_text
 from shared.metrics import Goal
 from shared.project import Project
+from shared.promotion import promoted_run
 from shared.reports import markdown_table
 from shared.runs import read_metrics, successful_runs
+
+log = logging.getLogger(__name__)
 
 IDENTITY = ("data", "model", "experiment")
 
 
 def runs_table(runs_dir: str | Path, project: str) -> pd.DataFrame:
-    """One row per finished run: where it is, what it trained, its metrics and cost."""
+    """One row per finished run: where it is, whether `serve` uses it by default (promoted), what it trained, its
+    metrics and cost."""
     root = Path(runs_dir).expanduser() / project
+    promoted = _promoted_or_none(runs_dir, project)
     rows: list[dict[str, Any]] = []
     for run in successful_runs(runs_dir, project):
         metrics = read_metrics(run)
@@ -34,12 +40,23 @@ def runs_table(runs_dir: str | Path, project: str) -> pd.DataFrame:
                 "run": run.relative_to(root).as_posix(),
                 **{group: choices.get(group) or "" for group in IDENTITY},
                 "overrides": " ".join(metrics.get("overrides") or []),
+                "promoted": "yes" if promoted is not None and run.resolve() == promoted else "",
                 **metrics.get("metrics", {}),
                 "train_seconds": metrics.get("train_seconds"),
                 "finished_at": metrics.get("finished_at"),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _promoted_or_none(runs_dir: str | Path, project: str) -> Path | None:
+    """The promoted run, resolved; a broken record only costs the mark (with a warning), never the table."""
+    try:
+        promoted = promoted_run(runs_dir, project)
+    except RunNotFoundError as error:
+        log.warning("%s", error)
+        return None
+    return None if promoted is None else promoted.resolve()
 
 
 def sort_descending(project: Project, metric: str, descending: bool | None) -> bool:

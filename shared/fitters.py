@@ -239,7 +239,10 @@ class LightningFitter(Fitter):
     ) -> np.ndarray:
         """The module's `predict_step` over the data's loader, in inference mode on `device`: no Trainer."""
         device = device or torch.device("cpu")
-        model.to(device).eval()
+        if model.device != device:  # moving walks every module: per request (serve), only when it is needed
+            model.to(device)
+        if model.training:
+            model.eval()
         outputs = []
         with torch.inference_mode():
             for index, batch in enumerate(data.loader(preprocessed(model, inputs))):

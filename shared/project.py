@@ -23,6 +23,7 @@ from shared.errors import UsageError
 from shared.metrics import Metrics
 
 if TYPE_CHECKING:
+    from shared.api_schema import RecordSchema
     from shared.runs import Run
 
 
@@ -160,6 +161,20 @@ class Project:
     ) -> list[dict[str, Any]]:
         """Columns that need the inputs as well as the outputs (the text itself, warnings); the rows to write."""
         return columns
+
+    @property
+    def reads_records(self) -> bool:
+        """Whether this project predicts from records (defines `parse_record`): what `predict` and `/predict` need."""
+        return type(self).parse_record is not Project.parse_record
+
+    def request_schema(self, run: Run) -> RecordSchema | None:
+        """How `serve` documents one record (`shared.api_schema`): a pydantic model of its fields, an example that
+        works, whether an uploaded file is a record. Only documentation: `parse_record` still checks every record,
+        so the API refuses what `predict` refuses, with the same message. By default any JSON object; None (no
+        `/predict`) for a project without records."""
+        from shared.api_schema import generic_record_schema
+
+        return generic_record_schema() if self.reads_records else None
 
     def predict_rows(self, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:
         """The answer to each parsed record: a list of rows (one, usually; a top-k list gives k)."""

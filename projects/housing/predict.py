@@ -14,10 +14,13 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from projects.housing.data import TARGET, Column
 from projects.housing.evaluate import Estimates
+from shared.api_schema import RecordSchema
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
 from shared.textfiles import read_rows
@@ -50,6 +53,40 @@ def parse_district(payload: Any, features: tuple[Column, ...]) -> dict[str, Any]
     if problems:
         raise RecordError("; ".join(problems))
     return values
+
+
+# A district of the 1990 census (the first row of the California housing file).
+EXAMPLE_DISTRICT = {
+    "longitude": -122.23,
+    "latitude": 37.88,
+    "housing_median_age": 41.0,
+    "total_rooms": 880.0,
+    "total_bedrooms": 129.0,
+    "population": 322.0,
+    "households": 126.0,
+    "median_income": 8.3252,
+    "ocean_proximity": "NEAR BAY",
+}
+
+
+def district_schema(features: tuple[Column, ...]) -> RecordSchema:
+    """The HTTP record of a district, from the same `Column`s `parse_district` checks: each field present, a number
+    in its range or one of its categories, or null (imputed as in training)."""
+    fields: dict[str, Any] = {}
+    for column in features:
+        if column.categories:
+            kind: Any = Literal[column.categories] | None  # type: ignore[valid-type]
+            fields[column.name] = (kind, Field(description=f"one of {', '.join(column.categories)}, or null"))
+        else:
+            fields[column.name] = (float | None, Field(ge=column.low, le=column.high, description="null: imputed"))
+    model: type[BaseModel] = create_model(
+        "District",
+        __config__=ConfigDict(extra="ignore"),
+        __doc__="One census district (block group); other fields (an id, the target) are ignored.",
+        **fields,
+    )
+    names = {column.name for column in features}
+    return RecordSchema(model, example={key: value for key, value in EXAMPLE_DISTRICT.items() if key in names})
 
 
 def read_districts(

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from projects.housing import evaluate, plots, predict
 from projects.housing.data import Column, HousingData
 from projects.housing.evaluate import METRICS, Estimates
+from shared.api_schema import RecordSchema
 from shared.data import ProjectData
 from shared.predict import parse_item
 from shared.project import Evaluation, PredictItem, Project
@@ -62,6 +63,9 @@ class HousingProject(Project):
         return predict.read_districts(
             path, _features(run), lambda name, record: parse_item(self, name, record, run, cfg), cfg.get("encoding")
         )
+
+    def request_schema(self, run: Run) -> RecordSchema:
+        return predict.district_schema(_features(run))
 
     def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> dict[str, Any]:
         return predict.parse_district(payload, _features(run))

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from projects.mnist import evaluate, predict
 from projects.mnist.data import DigitImages, normalise
+from shared.api_schema import RecordSchema, image_record_schema
 from shared.classification import CLASSIFICATION_GOALS, classification_scores
 from shared.data import ProjectData
 from shared.images import image_items
@@ -45,6 +46,9 @@ class MnistProject(Project):
 
     def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
         return image_items(path, lambda name, payload: parse_item(self, name, payload, run, cfg))
+
+    def request_schema(self, run: Run) -> RecordSchema:
+        return image_record_schema()
 
     def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> np.ndarray:
         return predict.parse_digit(payload, _images_of(run).centred_digits)

@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
+from pydantic import BaseModel, Field
 
 from projects.recommender.capabilities import ComparesItems
 from projects.recommender.data import RANKING, Interactions
 from projects.recommender.metrics import top_k
 from projects.recommender.sources import ITEM_COLUMNS, USER_COLUMNS
+from shared.api_schema import RecordSchema
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
 from shared.runs import Run
@@ -65,6 +67,25 @@ class PairScore:
 
 
 Query = TopItems | SimilarItems | PairScore
+
+
+class QueryRecord(BaseModel):
+    """`{user, k}`: a user's top-k unseen items; `{item, similar}`: the items most like one; `{user, item}`: the
+    pair's rating (rating protocol) or score (ranking). Ids are the dataset's own."""
+
+    user: int | str | None = Field(None, description="a user id (unknown: the popular items, as a cold start)")
+    item: int | str | None = Field(None, description="an item id")
+    k: int | None = Field(None, ge=1, description="how many items for the user (default 10)")
+    similar: int | None = Field(None, ge=1, description="how many similar items (default 10)")
+
+
+def query_schema(data: Interactions) -> RecordSchema:
+    """The HTTP record of a query, with an example asking for a known user's top 5."""
+    return RecordSchema(QueryRecord, example={"user": _plain_id(data.user_ids[0]), "k": 5})
+
+
+def _plain_id(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def command_line_record(cfg: DictConfig) -> dict[str, Any] | None:

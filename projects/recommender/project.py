@@ -14,6 +14,7 @@ from projects.recommender import evaluate, predict
 from projects.recommender.capabilities import Recommends
 from projects.recommender.data import PROTOCOLS, RANKING, Interactions
 from projects.recommender.metrics import GOALS, K, ranking_metrics, rating_metrics
+from shared.api_schema import RecordSchema
 from shared.data import ProjectData
 from shared.errors import UsageError
 from shared.metrics import Metrics
@@ -108,6 +109,9 @@ class RecommenderProject(Project):
         return predict.read_pairs(
             path, lambda name, payload: parse_item(self, name, payload, run, cfg), cfg.get("encoding")
         )
+
+    def request_schema(self, run: Run) -> RecordSchema:
+        return predict.query_schema(_interactions(run.prepared_data))
 
     def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> predict.Query:
         return predict.parse_query(payload, _interactions(run.prepared_data), run.model, cfg)

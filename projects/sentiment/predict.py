@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from projects.sentiment.data import CLASS_NAMES
+from shared.api_schema import RecordSchema
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
 from shared.textfiles import read_rows, read_text, undecodable
@@ -36,6 +38,15 @@ class InputText:
 
     text: str
     warning: str = ""
+
+
+class TextRecord(BaseModel):
+    """One text to classify (English; cut at the server's max_chars, with a warning on its row)."""
+
+    text: str = Field(min_length=1, description="the text; empty or blank text is refused")
+
+
+TEXT_SCHEMA = RecordSchema(TextRecord, example={"text": "a gripping, beautifully shot film"})
 
 
 def parse_text(payload: Any, max_chars: int = MAX_CHARS) -> InputText:

@@ -13,6 +13,7 @@ from projects.sentiment import evaluate, predict
 from projects.sentiment.models import TextClassifier
 from projects.sentiment.predict import InputText
 from shared import checks
+from shared.api_schema import RecordSchema
 from shared.classification import CLASSIFICATION_GOALS
 from shared.data import ProjectData
 from shared.metrics import MAX, Metrics
@@ -61,6 +62,9 @@ class SentimentProject(Project):
     def command_line_record(self, cfg: DictConfig) -> Any | None:
         """`text=...`: one text, which the core also prints."""
         return cfg.get("text")
+
+    def request_schema(self, run: Run) -> RecordSchema:
+        return predict.TEXT_SCHEMA
 
     def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
         column = str(cfg.get("text_column") or "text")

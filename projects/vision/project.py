@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from projects.vision import evaluate, predict
 from projects.vision.models import VisionClassifier
 from shared import checks
+from shared.api_schema import RecordSchema, image_record_schema
 from shared.classification import CLASSIFICATION_GOALS, class_columns, classification_scores
 from shared.data import ProjectData
 from shared.errors import RunNotFoundError
@@ -49,6 +50,9 @@ class VisionProject(Project):
 
     def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
         return image_items(path, lambda name, payload: parse_item(self, name, payload, run, cfg))
+
+    def request_schema(self, run: Run) -> RecordSchema:
+        return image_record_schema()
 
     def parse_record(self, payload: Any, run: Run, cfg: DictConfig) -> np.ndarray:
         return predict.parse_image(payload, _classifier(run.model).image_size)

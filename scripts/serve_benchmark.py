@@ -1,0 +1,179 @@
+"""The serving benchmark: the real server (`python -m projects.<name> serve`) on a free loopback port, driven by
+concurrent asyncio clients (httpx), one JSON line per scenario.
+
+    python scripts/benchmark.py serve --project mnist                       # the promoted (else latest) run
+    python scripts/benchmark.py serve --project mnist --run runs/mnist/<run> --clients 1,32 --batch-wait-ms 0,2
+
+Each scenario (a client count × a micro-batching wait) sends records one per request (batch 1), the project's
+own example record (the one its OpenAPI schema shows), for at most `--requests` requests or `--seconds` seconds,
+after a short warm-up. It reports the p50, p95 and p99 latency, the throughput, the errors (any status other
+than 200, or a failed connection), and the server's peak resident memory (VmHWM). The server is stopped at the
+end of each scenario; the benchmark stops by itself. Targets live in the issues and the README, not in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+WARM_UP_REQUESTS = 50
+
+
+@dataclass
+class Tally:
+    """Latencies of the answered requests (seconds) and the count of errors."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(project: str, options: list[str], port: int) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", f"projects.{project}", "serve", f"port={port}", "log_level=warning", *options]
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_ready(server: subprocess.Popen[str], base_url: str, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                reason = server.stderr.read() if server.stderr else ""
+                raise SystemExit(f"the server exited with {server.returncode}: {reason}")
+            try:
+                if client.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
+
+
+def example_record(base_url: str) -> Any:
+    """The record the app's own OpenAPI schema shows for /predict."""
+    document = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
+    return document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["example"]
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident set size (VmHWM), in MiB; None off Linux."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+async def drive(base_url: str, record: Any, clients: int, requests: int, seconds: float) -> tuple[Tally, float]:
+    """`clients` concurrent loops, each sending one record per request, until `requests` or `seconds` run out."""
+    tally, sent = Tally(), 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+        for _ in range(WARM_UP_REQUESTS):
+            await client.post("/predict", json=record)
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def loop() -> None:
+            nonlocal sent
+            while sent < requests and time.perf_counter() < deadline:
+                sent += 1
+                begun = time.perf_counter()
+                try:
+                    response = await client.post("/predict", json=record)
+                except httpx.HTTPError:
+                    tally.errors += 1
+                    continue
+                if response.status_code == 200:
+                    tally.latencies.append(time.perf_counter() - begun)
+                else:
+                    tally.errors += 1
+
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        return tally, time.perf_counter() - started
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
+
+
+def scenario(arguments: argparse.Namespace, clients: int, batch_wait_ms: float) -> dict[str, Any]:
+    port = free_port()
+    options = [f"backend={arguments.backend}", f"batch_wait_ms={batch_wait_ms}", "trainer=cpu", *arguments.overrides]
+    if arguments.run:
+        options.append(f"run={arguments.run}")
+    server = start_server(arguments.project, options, port)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(server, base_url)
+        record = json.loads(arguments.record.read_text()) if arguments.record else example_record(base_url)
+        tally, elapsed = asyncio.run(drive(base_url, record, clients, arguments.requests, arguments.seconds))
+        metadata = httpx.get(f"{base_url}/metadata", timeout=10).json()
+        memory = peak_rss_mb(server.pid)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    answered = tally.latencies or [float("nan")]
+    return {
+        "project": arguments.project,
+        "backend": arguments.backend,
+        "run": metadata["run"]["path"],
+        "model": metadata["model"]["class"],
+        "clients": clients,
+        "batch": 1,
+        "batch_wait_ms": batch_wait_ms,
+        "requests": len(tally.latencies) + tally.errors,
+        "errors": tally.errors,
+        "p50_ms": round(1000 * statistics.median(answered), 2),
+        "p95_ms": round(1000 * percentile(answered, 0.95), 2),
+        "p99_ms": round(1000 * percentile(answered, 0.99), 2),
+        "throughput_rps": round(len(tally.latencies) / elapsed, 1),
+        "seconds": round(elapsed, 1),
+        "server_peak_rss_mb": memory,
+        "threads_per_worker": metadata["threads_per_worker"],
+        "cores": len(os.sched_getaffinity(0)),
+    }
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="benchmark.py serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--run", help="a run folder (default: the promoted run, else the latest)")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    parser.add_argument("--clients", default="1,32", help="comma-separated concurrent client counts")
+    parser.add_argument("--batch-wait-ms", default="0", help="comma-separated micro-batching waits (0: off)")
+    parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per scenario")
+    parser.add_argument("--seconds", type=float, default=20.0, help="at most this long per scenario")
+    parser.add_argument("--record", type=Path, help="a JSON file holding the record to send (default: the example)")
+    parser.add_argument("overrides", nargs="*", help="serve options added to every scenario (workers=2 ...)")
+    arguments = parser.parse_args(argv)
+    for waiting in (float(value) for value in arguments.batch_wait_ms.split(",")):
+        for clients in (int(value) for value in arguments.clients.split(",")):
+            print(json.dumps(scenario(arguments, clients, waiting)), flush=True)
