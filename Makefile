@@ -35,8 +35,9 @@ evaluate: setup
 predict: setup
 	$(BIN)/python -m projects.$(PROJECT) predict $(ARGS)
 
+# One worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures train once.
 test: setup
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
