@@ -10,7 +10,6 @@ and each backend's latency at batch 1 and 64.
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
 import logging
 import statistics
@@ -39,7 +38,7 @@ from shared.io import atomic_path, write_json
 from shared.logs import quiet_loggers
 from shared.onnx_runtime import EXPORT_FILE, ONNX_FILE, OnnxPredictor, runtime_threads
 from shared.project import Project
-from shared.runs import Run, load_run
+from shared.runs import Run, library_versions, load_run
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,7 @@ def export_command(project: Project, cfg: DictConfig) -> None:
         "latency_ms": latency,
         "latency_repeats": repeats,
         "threads": runtime_threads(),
-        "versions": _versions(),
+        "versions": library_versions(LIBRARIES),
         "exported_at": datetime.now().isoformat(timespec="seconds"),
     }
     write_json(run.directory / EXPORT_FILE, record)
@@ -280,16 +279,6 @@ def _median_ms(call: Callable[[], Any], repeats: int) -> float:
 def _described(node: Any) -> dict[str, Any]:
     """An ONNX input or output: its name, shape (a dynamic axis by its name) and element type."""
     return {"name": node.name, "shape": list(node.shape), "type": node.type}
-
-
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for library in LIBRARIES:
-        try:
-            versions[library] = importlib.metadata.version(library)
-        except importlib.metadata.PackageNotFoundError:
-            versions[library] = None
-    return versions
 
 
 def format_record(record: dict[str, Any]) -> str:

@@ -448,8 +448,13 @@ def git_commit() -> str | None:
 
 def environment() -> dict[str, Any]:
     """Library versions, Python and platform: what a reader needs to reproduce a number."""
-    versions: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
-    for library in LIBRARIES:
+    return {"python": platform.python_version(), "platform": platform.platform(), **library_versions(LIBRARIES)}
+
+
+def library_versions(libraries: tuple[str, ...]) -> dict[str, str | None]:
+    """Each installed library's version, None for one that is not installed."""
+    versions: dict[str, str | None] = {}
+    for library in libraries:
         try:
             versions[library] = importlib.metadata.version(library)
         except importlib.metadata.PackageNotFoundError:
