@@ -147,16 +147,24 @@ def write_graph(run: Run, inputs: Any, path: Path) -> Written:
 
         path.write_bytes(convert_estimator(model, inputs).SerializeToString())
         return Written("skl2onnx")
-    if not isinstance(model, Exports):
-        raise UsageError(
-            f"{type(model).__name__} cannot be exported: it does not say which graph it computes (`Exports`).",
-            f"export a run of a model that does; the README's 'Exporting a model' lists them. This run is still "
-            f"served and predicted with torch: python -m projects.{run.project.name} predict run={run.directory}",
-        )
+    refuse_unexportable(run)
     assert isinstance(model, LightningModule)
     model.to("cpu").eval()
     batch = next(iter(run.data.loader(preprocessed(model, inputs))))
     return export_network(model.export_graph(batch), model.export_inputs(batch), path)
+
+
+def refuse_unexportable(run: Run) -> None:
+    """A `UsageError` for a network that has no ONNX graph (it does not declare `Exports`): `export` refuses it,
+    and `serve backend=onnx` gives the same reason rather than asking for an export that cannot be made.
+    scikit-learn models pass here; whether skl2onnx covers their steps is known only by converting them."""
+    if isinstance(run.fitter, SklearnFitter) or isinstance(run.model, Exports):
+        return
+    raise UsageError(
+        f"{type(run.model).__name__} cannot be exported: it does not say which graph it computes (`Exports`).",
+        f"export a run of a model that does; the README's 'Exporting a model' lists them. This run is still "
+        f"served and predicted with torch: python -m projects.{run.project.name} predict run={run.directory}",
+    )
 
 
 def export_network(graph: ExportGraph, example: dict[str, torch.Tensor], path: Path) -> Written:

@@ -4,12 +4,15 @@
 (probabilities, values with their interval, scores), so `Project.outputs` and everything after it work unchanged;
 `predict(values)` is `Run.predict` on this backend. What the graph does not hold stays in Python, as in the torch
 backend: the data's loader (batching), a fitted scikit-learn preprocessor, a tokenizer (`Exports.export_inputs`).
+
+`onnx_run(run)` is the run with its fitter's predictions through the graph (`OnnxFitter`): what `serve backend=onnx`
+answers with, so every caller of `Run.predict` or `run.fitter.predict` gets the exported model's outputs unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +23,13 @@ from sklearn.base import is_classifier
 
 from shared.capabilities import Exports
 from shared.errors import RunNotFoundError, UsageError
-from shared.fitters import SklearnFitter, preprocessed
+from shared.fitters import FitResult, Fitter, SklearnFitter, preprocessed
 
 if TYPE_CHECKING:
     import onnxruntime
+    from omegaconf import DictConfig
 
+    from shared.data import ProjectData
     from shared.runs import Run
 
 ONNX_FILE = "model.onnx"
@@ -116,7 +121,9 @@ class OnnxPredictor:
                 f"export it first: python -m projects.{run.project.name} export run={run.directory}",
             )
         self.run, self.path = run, path
-        self.session = open_session(path, threads)
+        self.tabular = isinstance(run.fitter, SklearnFitter)  # a scikit-learn graph: its inputs are the table itself
+        self.threads = threads or runtime_threads()
+        self.session = open_session(path, self.threads)
         self.input_names = tuple(item.name for item in self.session.get_inputs())
 
     def predict(self, values: list[Any]) -> Any:
@@ -125,8 +132,11 @@ class OnnxPredictor:
 
     def predict_raw(self, inputs: Any) -> np.ndarray:
         """What the run's fitter's `predict` returns for `inputs` (a split's inputs, or stacked records)."""
-        model = self.run.model
-        if isinstance(self.run.fitter, SklearnFitter):
+        return self.outputs_of(self.run.model, self.run.data, inputs)
+
+    def outputs_of(self, model: Any, data: ProjectData, inputs: Any) -> np.ndarray:
+        """`predict_raw` with the run's model and data given: how `OnnxFitter.predict` is called."""
+        if self.tabular:
             outputs = self.session.run(None, self._checked(tabular_feeds(inputs)))
             if is_classifier(model):
                 return np.asarray(outputs[1])  # skl2onnx's (label, probabilities), the latter as a plain tensor
@@ -138,7 +148,7 @@ class OnnxPredictor:
                 "use the torch backend for this run.",
             )
         batches = []
-        for batch in self.run.data.loader(preprocessed(model, inputs)):
+        for batch in data.loader(preprocessed(model, inputs)):
             tensors = model.export_inputs(batch)
             feeds = {name: tensor.numpy(force=True) for name, tensor in tensors.items()}
             batches.append(np.asarray(self.session.run(None, self._checked(feeds))[0]))
@@ -155,3 +165,33 @@ class OnnxPredictor:
                 f"export run={self.run.directory}",
             )
         return dict(feeds)
+
+
+class OnnxFitter(Fitter):
+    """The fitter of an exported run whose predictions come from its graph: `Run.predict`, and project code that
+    asks `run.fitter.predict` itself (scores of every item for some users), both go through ONNX Runtime. Training
+    and storing the model stay with the fitter that trained it (`trained`), which this one wraps."""
+
+    def __init__(self, trained: Fitter, predictor: OnnxPredictor) -> None:
+        self.trained, self.predictor = trained, predictor
+        self.artifact = trained.artifact
+
+    def fit(self, model: Any, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
+        return self.trained.fit(model, data, cfg, run_dir)
+
+    def predict(self, model: Any, data: ProjectData, inputs: Any, device: torch.device | None = None) -> np.ndarray:
+        """The graph's outputs for `inputs`, on the CPU whatever `device` says: ONNX Runtime runs there."""
+        return self.predictor.outputs_of(model, data, inputs)
+
+    def save(self, model: Any, run_dir: Path) -> Path:
+        return self.trained.save(model, run_dir)
+
+    def load(self, model_cfg: DictConfig, run_dir: Path, trusted: tuple[str, ...]) -> Any:
+        return self.trained.load(model_cfg, run_dir, trusted)
+
+
+def onnx_run(run: Run, threads: int | None = None) -> Run:
+    """`run` answering through its `model.onnx` with `threads` intra-op threads (a `RunNotFoundError` naming
+    `export` when it has none). The model itself stays loaded for what the graph does not hold: a project's
+    explanations, similarities between items."""
+    return replace(run, fitter=OnnxFitter(run.fitter, OnnxPredictor(run, threads=threads)))

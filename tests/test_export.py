@@ -139,6 +139,53 @@ def test_the_onnx_predictor_gives_the_typed_outputs_of_run_predict(trained) -> N
     np.testing.assert_allclose(OnnxPredictor(run).predict(digits), run.predict(digits), atol=1e-5)
 
 
+DIGIT = np.zeros((28, 28), np.uint8)
+DIGIT[5:23, 12:16] = 255  # a "1"
+DISTRICT = {"longitude": -122.23, "latitude": 37.88, "housing_median_age": 41, "total_rooms": 880,
+            "total_bedrooms": None, "population": 322, "households": 126, "median_income": 8.3,
+            "ocean_proximity": "NEAR BAY"}  # fmt: skip
+SERVED = {  # records for /predict: two readable, one refused by the project's own parse_record
+    "mnist-cnn": [{"image": DIGIT.tolist()}, {"image": (255 - DIGIT).tolist()}, {"image": "%%%"}],
+    "housing-mlp": [DISTRICT, {**DISTRICT, "median_income": 2.1}, {**DISTRICT, "ocean_proximity": "MARS"}],
+    "recommender-mf": [{"user": 1, "item": 2}, {"user": 3, "item": 1}, {"user": 1, "k": "many"}],
+}
+
+
+@pytest.mark.parametrize("key", list(SERVED))
+def test_serve_backend_onnx_answers_what_the_torch_backend_answers(cli, trained, key: str) -> None:
+    from tests.serving import served
+
+    directory, project = trained(key), RUNS[key][0]
+    if not (directory / ONNX_FILE).is_file():  # the parity test exports it; alone, this test does
+        assert cli(project, "export", f"run={directory}", *FAST).code == 0
+    answers, metadata = {}, {}
+    for backend in ("torch", "onnx"):
+        with served(project, directory, f"backend={backend}") as client:
+            answers[backend] = client.post("/predict", json={"records": SERVED[key]}).json()
+            metadata[backend] = client.get("/metadata").json()
+            if key == "recommender-mf":
+                answers[f"{backend}-ranking"] = client.post("/predict", json={"user": 1, "k": 3}).json()
+    assert metadata["onnx"]["backend"] == "onnx" and metadata["onnx"]["engine"]["library"] == "onnxruntime"
+    assert metadata["onnx"]["engine"]["intra_op_threads"] == metadata["onnx"]["threads_per_worker"]
+    assert metadata["torch"]["engine"]["library"] == "torch"
+    if key == "recommender-mf":  # a graph of rating pairs cannot rank every item: that query says so, and why
+        assert answers["torch-ranking"]["predicted"] == 1, answers["torch-ranking"]
+        assert "exported for another kind of input" in answers["onnx-ranking"]["error"], answers["onnx-ranking"]
+    assert answers["onnx"]["predicted"] == answers["torch"]["predicted"] == 2, answers
+    for mine, theirs in zip(answers["onnx"]["results"], answers["torch"]["results"], strict=True):
+        assert mine["error"] == theirs["error"] and len(mine["rows"]) == len(theirs["rows"])
+        for row, expected in zip(mine["rows"], theirs["rows"], strict=True):
+            assert row.keys() == expected.keys()
+            for column, value in expected.items():  # labels equal, numbers up to float rounding
+                close = pytest.approx(value, rel=1e-4, abs=1e-4) if isinstance(value, float) else value
+                assert row[column] == close, (column, row, expected)
+
+
+def test_serve_backend_onnx_gives_the_export_error_for_a_model_that_cannot_be_exported(cli, tiny_runs) -> None:
+    directory = tiny_runs["network"]
+    refused(cli(TinyProject(), "serve", f"run={directory}", "backend=onnx"), 2, "Network cannot be exported", "Exports")
+
+
 def test_scikit_learn_pipeline_exports_through_skl2onnx(cli, tiny_runs) -> None:
     directory = tiny_runs["logistic"]
     result = cli(TinyProject(), "export", f"run={directory}", *FAST)

@@ -9,6 +9,7 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from fastapi.testclient import TestClient
@@ -57,9 +58,32 @@ def test_settings_refuse_what_cannot_work(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_the_serve_command_refuses_before_listening(cli, tiny_run: Path) -> None:
     onnx = cli(TINY, "serve", f"run={tiny_run}", "backend=onnx")
-    refused(onnx, 2, "backend=onnx", "export")
+    refused(onnx, 2, "backend=onnx", "has none", f"python -m projects.tiny export run={tiny_run}")
     refused(cli(TINY, "serve", f"run={tiny_run}", "workers=1000"), 2, "workers=1000")
     refused(cli(TINY, "serve", f"run={tiny_run.parent}"), 1, "not a finished run")
+
+
+def test_the_onnx_backend_serves_the_export_with_the_torch_backends_answers(cli, tiny_run: Path, tmp_path) -> None:
+    copy = tmp_path / "runs" / TINY.name / tiny_run.name  # its own export: the module's run stays unexported
+    shutil.copytree(tiny_run, copy)
+    exported = cli(TINY, "export", f"run={copy}", "parity_inputs=16", "latency_repeats=1")
+    assert exported.code == 0, exported.err
+    records = {"records": [POINT, {"x": -1.0, "y": 0.5}, {"x": "left", "y": 0}]}
+    answers = {}
+    for backend in ("torch", "onnx"):
+        with served(TINY, copy, f"backend={backend}", "threads=1") as client:
+            answers[backend] = client.post("/predict", json=records).json()
+            metadata = client.get("/metadata").json()
+        assert metadata["backend"] == backend and metadata["threads_per_worker"] == 1
+    assert metadata["engine"]["library"] == "onnxruntime" and metadata["engine"]["intra_op_threads"] == 1
+    assert metadata["engine"]["file"] == str(copy / "model.onnx")
+    torch_results, onnx_results = answers["torch"]["results"], answers["onnx"]["results"]
+    assert [item["error"] for item in onnx_results] == [item["error"] for item in torch_results] == [None, None, ANY]
+    for expected, actual in zip(torch_results[:2], onnx_results[:2], strict=True):
+        [expected_row], [actual_row] = expected["rows"], actual["rows"]
+        assert actual_row.keys() == expected_row.keys()
+        for column, value in expected_row.items():
+            assert actual_row[column] == (pytest.approx(value, abs=1e-4) if isinstance(value, float) else value)
 
 
 def test_promote_picks_the_run_serve_answers_with(cli, isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:

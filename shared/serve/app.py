@@ -44,7 +44,7 @@ from shared.project import Project
 from shared.promotion import promoted_run, served_run_dir
 from shared.runs import Run, git_commit
 from shared.serve.answering import RECORD_FIX, REQUEST_LOG, Answerer, Incoming, ModelWorker, RequestLog
-from shared.serve.backends import load_backend
+from shared.serve.backends import engine, load_backend
 from shared.serve.settings import ServeSettings
 from shared.serve.telemetry import BodyLimitMiddleware, MetricsMiddleware, ServeMetrics
 
@@ -126,7 +126,7 @@ def create_app(
 def default_load(project: Project, cfg: DictConfig, settings: ServeSettings) -> Run:
     """The run `serve` answers with (`run=`, else the promoted one, else the latest), through the chosen backend."""
     run_dir = served_run_dir(cfg.paths.runs_dir, project.name, cfg.get("run"))
-    return load_backend(settings.backend, project, run_dir, cfg)
+    return load_backend(settings.backend, project, run_dir, cfg, settings.threads)
 
 
 async def _load(
@@ -171,12 +171,17 @@ async def _load(
 
 
 def _warm_up(answerer: Answerer, example: Any) -> None:
-    """One prediction before the first request: caches filled, lazy data prepared, kernels chosen."""
+    """One prediction before the first request: caches filled, lazy data prepared, kernels chosen. An example this
+    run cannot answer (a ranking query to a graph exported for rating pairs) is a warning, not a failed start:
+    requests of that kind get the same clear refusal, the others are answered."""
     value, refused = answerer.parse(example)
-    if refused is None:
-        answerer.rows([value], 0)
-    else:
+    if refused is not None:
         log.warning("the warm-up example was refused: %s", refused.error)
+        return
+    try:
+        answerer.rows([value], 0)
+    except PortfolioError as error:
+        log.warning("the warm-up example could not be answered: %s", error.problem)
 
 
 def describe(project: Project, run: Run, schema: RecordSchema | None, settings: ServeSettings) -> dict[str, Any]:
@@ -202,6 +207,7 @@ def describe(project: Project, run: Run, schema: RecordSchema | None, settings: 
             "details": run.metrics.get("model_details") or {},
         },
         "backend": settings.backend,
+        "engine": engine(run),
         "device": str(run.device),
         "headline": {"metric": headline, "value": scores.get(headline)},
         "metrics": scores,

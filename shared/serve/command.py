@@ -38,7 +38,7 @@ def serve_command(project: Project, cfg: DictConfig) -> None:
     # worker processes (started after this, importing torch afresh) size their OpenMP pools by it
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
     if settings.workers == 1:
-        run = load_backend(settings.backend, project, run_dir, pinned)
+        run = load_backend(settings.backend, project, run_dir, pinned, settings.threads)
         app: FastAPI | str = create_app(project, pinned, settings, load=lambda: run)
         factory = False
     else:
@@ -46,7 +46,9 @@ def serve_command(project: Project, cfg: DictConfig) -> None:
             raise UsageError(
                 f"{project.name} lives outside projects/, where worker processes cannot find it.", "use workers=1."
             )
-        load_backend(settings.backend, project, run_dir, pinned)  # refuse a bad run here, before any worker starts
+        load_backend(
+            settings.backend, project, run_dir, pinned, settings.threads
+        )  # refuse a bad run here, before any worker starts
         os.environ[WORKER_CONFIG] = json.dumps(
             {"project": project.name, "config": OmegaConf.to_container(pinned, resolve=True)}
         )
