@@ -23,6 +23,12 @@ LAUNCH = (
 )
 
 
+def _interruptible() -> None:
+    """A child inherits an ignored SIGINT (pytest-xdist's workers ignore it), and Python then never turns it into
+    KeyboardInterrupt: give the child the default, as a terminal's Ctrl-C finds it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _train_in_a_process(root: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     environment = {"PORTFOLIO_RUNS_DIR": str(root / "runs"), "PORTFOLIO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     return subprocess.run(
@@ -32,6 +38,7 @@ def _train_in_a_process(root: Path, *overrides: str) -> subprocess.CompletedProc
         text=True,
         timeout=300,
         env={**os.environ, **environment},
+        preexec_fn=_interruptible,
     )
 
 
