@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from projects.mnist.data import MEAN, STD
-from projects.mnist.project import MnistProject
 from shared.capabilities import ExtractsFeatures
 from shared.errors import RunNotFoundError, UsageError
+from shared.registry import load_project
 from shared.runs import Run, load_run, read_metrics, successful_runs
 
 JUDGE_PROJECT = "mnist"
@@ -110,7 +110,7 @@ def load_judge(directory: str | Path, runs_dir: str | Path, dataset: str) -> Jud
     """The judge of `directory`, loaded through the core's run object; one trained on other data is refused."""
     paths = OmegaConf.create({"runs_dir": str(runs_dir), "mirror_dir": None, "cache_dir": "~/.cache/ml-portfolio"})
     try:
-        run = load_run(MnistProject(), str(directory), paths)
+        run = load_run(load_project("mnist"), str(directory), paths)  # the judge's project, through the registry
     except RunNotFoundError as error:
         raise RunNotFoundError(
             f"the judge {directory} cannot be used: {error.problem}",
