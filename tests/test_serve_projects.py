@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 import shared.train
 from tests.conftest import REPO, train_for_module
@@ -229,11 +230,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module", autouse=True)
 def real_server(runs: dict[str, Path]) -> Iterator[Server]:
-    """`python -m projects.sentiment serve` in its own process on a free loopback port, started before this module's
-    first test so that its start-up (imports, mostly) overlaps with the tests; the last test talks to it."""
+    """`python -m projects.sentiment serve workers=2` in its own process on a free loopback port, started before this
+    module's first test so that its start-up (imports, mostly) overlaps with the tests; the last test talks to it."""
     port = free_port()
     command = [sys.executable, "-m", "projects.sentiment", "serve", f"run={runs['sentiment']}", f"port={port}"]
-    options = ["trainer=cpu", "log_level=warning"]
+    options = ["trainer=cpu", "log_level=warning", "workers=2", "threads=1"]
     server = subprocess.Popen([*command, *options], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     yield server, port
     if server.poll() is None:
@@ -241,21 +242,38 @@ def real_server(runs: dict[str, Path]) -> Iterator[Server]:
         server.communicate()
 
 
+def predict_count(metrics_text: str) -> float:
+    """`/predict` requests answered 200, as the Prometheus text of `/metrics` counts them."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == "portfolio_requests_total"
+        and sample.labels.get("route") == "/predict"
+        and sample.labels.get("status") == "200"
+    )
+
+
 def test_the_real_server_answers_over_loopback_and_stops_cleanly(real_server: Server) -> None:
     server, port = real_server
+    url = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and server.poll() is None:
-                try:
-                    if client.get("/ready").status_code == 200:
-                        break
-                except httpx.TransportError:  # not listening yet
-                    time.sleep(0.1)
-            answer = client.post("/predict", json={"records": [{"text": "a great film"}, {"text": ""}]})
-            assert answer.status_code == 200 and answer.json()["predicted"] == 1, answer.text
-            assert answer.json()["results"][1]["error"] == "empty text"
-            assert 'route="/predict",status="200"} 1.0' in client.get("/metrics").text
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:  # both workers ready (a connection each)
+            try:
+                if all(httpx.get(f"{url}/ready", timeout=5).status_code == 200 for _ in range(4)):
+                    break
+            except httpx.TransportError:  # not listening yet
+                pass
+            time.sleep(0.1)
+        # a new connection per request, so that the two workers share them
+        answer = httpx.post(f"{url}/predict", json={"records": [{"text": "a great film"}, {"text": ""}]}, timeout=5)
+        assert answer.status_code == 200 and answer.json()["predicted"] == 1, answer.text
+        assert answer.json()["results"][1]["error"] == "empty text"
+        for _ in range(5):
+            assert httpx.post(f"{url}/predict", json={"text": "dull"}, timeout=5).status_code == 200
+        # whichever worker takes the scrape, it reports the whole server's six
+        assert [predict_count(httpx.get(f"{url}/metrics", timeout=5).text) for _ in range(4)] == [6.0] * 4
     finally:
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=30)

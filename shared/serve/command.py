@@ -2,7 +2,8 @@
 
 With one worker the run is loaded here, before the server starts, so a bad `run=` is an `error:`/`fix:` on the
 terminal like any command's. Several workers are separate processes that each build the app (and load the model)
-from an import string: the project and the config reach them through one environment variable.
+from an import string: the project and the config reach them through one environment variable, and they count
+their requests in one fresh folder (prometheus-client's multiprocess mode), removed when the server stops.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 
 from fastapi import FastAPI
 from omegaconf import DictConfig, OmegaConf
@@ -21,6 +24,7 @@ from shared.registry import load_project
 from shared.serve.app import create_app
 from shared.serve.backends import load_backend
 from shared.serve.settings import ServeSettings
+from shared.serve.telemetry import MULTIPROCESS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +62,23 @@ def serve_command(project: Project, cfg: DictConfig) -> None:
         f"({settings.workers} worker(s) × {settings.threads} thread(s), backend={settings.backend}); "
         f"docs at /docs. Ctrl-C stops it."
     )
-    uvicorn.run(
-        app,
-        factory=factory,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-    )
+    counts = None
+    if settings.workers > 1:  # the workers, started after this, each write their counts here; /metrics merges them
+        counts = tempfile.mkdtemp(prefix="portfolio-serve-metrics-")
+        os.environ[MULTIPROCESS_DIR] = counts
+    try:
+        uvicorn.run(
+            app,
+            factory=factory,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if counts is not None:
+            shutil.rmtree(counts, ignore_errors=True)
 
 
 def worker_app() -> FastAPI:

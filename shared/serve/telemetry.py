@@ -1,17 +1,21 @@
 """What an app counts (Prometheus, in a registry of its own) and the size limit it holds request bodies to.
 
 Both are plain ASGI middleware, outside FastAPI's routing, so a refused body (413) and a request for a route that
-does not exist (404) are counted like any other.
+does not exist (404) are counted like any other. A server of several worker processes counts in prometheus-client's
+multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set by `serve` before the workers start), so `/metrics` answers the
+whole server's counts from whichever worker takes the scrape.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.routing import Mount, Route, WebSocketRoute
 
 Scope = MutableMapping[str, Any]
@@ -22,6 +26,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's switch: each process writes its values there
 
 
 class ServeMetrics:
@@ -55,6 +60,16 @@ class ServeMetrics:
         self.record_errors = Counter(
             "portfolio_record_errors", "records refused (unreadable, invalid)", registry=self.registry
         )
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of `/metrics`: this app's own registry, or, when the server's workers count in
+        multiprocess mode, every worker's values merged from the shared folder (the totals of the whole server)."""
+        folder = os.environ.get(MULTIPROCESS_DIR)
+        if not folder:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=folder)
+        return generate_latest(merged)
 
 
 def route_of(scope: Scope) -> str:
