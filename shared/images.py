@@ -117,6 +117,10 @@ def _scale(maximum: float) -> float:
 
 def _pixels(payload: Any, mode: str) -> np.ndarray:
     """A NumPy array or nested list of pixels as floats in [0, 1], converted to `mode`."""
+    if not isinstance(payload, np.ndarray | list | tuple):  # a number, a mapping, null: no image at all
+        raise RecordError(
+            f"an image is base64 PNG/JPEG text or an H×W (or H×W×3) array of pixels, not {type(payload).__name__}"
+        )
     try:
         array = np.asarray(payload, dtype=np.float64)
     except (TypeError, ValueError) as error:

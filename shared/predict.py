@@ -66,7 +66,7 @@ def predict_values(project: Project, run: Run, values: list[Any], cfg: DictConfi
         if not isinstance(run.model, Explains):
             raise UsageError(
                 f"the model of run {run.name} ({type(run.model).__name__}) cannot explain its predictions.",
-                "drop explain=, or use a run of a model that explains (sentiment: tfidf_lr, bilstm, transformer).",
+                "drop explain=, or use a run of a model that explains its predictions (the README says which do).",
             )
         explanations = run.model.explain(project.stack_inputs(values), count)
         for rows, explanation in zip(answers, explanations, strict=True):
