@@ -316,3 +316,22 @@ class ProjectData(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts for the model card: the source and the size of each split."""
         return {f"{split} examples": len(self.targets(split)) for split in self.splits}
+
+
+class ImageSplits(ProjectData):
+    """Data whose splits are images kept as uint8 pixels, with the map from [0, 1] pixels to its models' inputs.
+
+    What another project may read of this data through a loaded run (`load_run(...).data`), without importing the
+    project that owns it: the GAN learns its judge's images, and feeds its samples to the judge as the judge's
+    own images were fed."""
+
+    class_names: tuple[str, ...]
+    dataset_id: str  # which dataset this is, recorded in metrics.json (`data.dataset id`)
+
+    @abstractmethod
+    def images(self, split: str) -> np.ndarray:
+        """The uint8 images of a prepared split, N×H×W (grey) or N×H×W×C, as read."""
+
+    @abstractmethod
+    def model_inputs(self, pixels: torch.Tensor) -> torch.Tensor:
+        """N×C×H×W float images in [0, 1] as the models of this data take them (normalised)."""

@@ -1,10 +1,11 @@
-"""The GAN's data: MNIST, Fashion-MNIST or the synthetic digits, read by the mnist project's own classes (the same
-IDX reader and checksums), served as N×1×28×28 images in [-1, 1] with their labels; and the judge that measures
-what the generator makes of them.
+"""The GAN's data: the images its judge (an `mnist` run) was trained on, read through the core's run object (the
+mnist project's own reader and checksums, never imported here), served as N×1×28×28 images in [-1, 1] with their
+labels; and the judge that measures what the generator makes of them.
 
-Splits are the mnist project's: train, val carved from train with a fixed seed (the per-epoch `val/fd`), test.
-Each held-out split also gets a `reference`: as many training images as it has, drawn with a fixed seed, for
-the floor (real training images against the real held-out ones) and the memorisation check.
+Splits are the judge data's, with this config's own `val_size` and `split_seed`: train, val carved from train with
+a fixed seed (the per-epoch `val/fd`), test. Each held-out split also gets a `reference`: as many training images
+as it has, drawn with a fixed seed, for the floor (real training images against the real held-out ones) and the
+memorisation check.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from projects.gan.judge import Judge, load_judge
-from projects.mnist.data import DigitImages, FashionMnist, Mnist, SyntheticDigits
 from shared import checks
-from shared.data import ProjectData, tensor_loader
+from shared.data import ImageSplits, ProjectData, tensor_loader
 from shared.errors import UsageError
 
-DATASETS: dict[str, type[DigitImages]] = {"mnist": Mnist, "fashion_mnist": FashionMnist, "synthetic": SyntheticDigits}
+DATASETS = ("mnist", "fashion_mnist", "synthetic")  # the judge's data configs of the same names
 
 
 def to_gan_range(images: np.ndarray) -> torch.Tensor:
@@ -55,18 +55,19 @@ class GanImages(ProjectData):
         self.eval_batch_size = checks.whole(eval_batch_size, "data.eval_batch_size", example=1000)
         self.measure_samples = checks.whole(measure_samples, "data.measure_samples", minimum=10, example=5000)
         self.split_seed = checks.seed(split_seed, "data.split_seed")
-        # The source's own settings (sizes of the synthetic set); no shifts or augmentation: the GAN learns the data.
-        self.source = DATASETS[dataset](
-            mirror_dir=mirror_dir,
-            cache_dir=cache_dir,
-            val_size=val_size,
-            split_seed=split_seed,
-            max_shift=0,
-            augment=None,
-            **(options or {}),
-        )
-        self.class_names = self.source.class_names
+        # Patches of the judge's data config: this GAN's own split, and the source's own settings (the synthetic
+        # set's sizes). The GAN reads the images as they are, so the judge's augmentation never applies.
+        self.source_patches = {"val_size": val_size, "split_seed": split_seed, **(options or {})}
         self._tensors: dict[str, torch.Tensor] = {}
+
+    @property
+    def source(self) -> ImageSplits:
+        """The judge run's data, rebuilt with `source_patches` (its images, labels and class names)."""
+        return self.judge.data
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.source.class_names
 
     def prepare(self) -> None:
         self.source.prepare()
@@ -96,7 +97,8 @@ class GanImages(ProjectData):
         """The judge run named by `judge` (the project resolves it before the run's config is saved)."""
         if not self.judge_dir:
             raise UsageError("no judge run was given to the data.", "pass judge=<an mnist run folder>.")
-        return load_judge(self.judge_dir, self.runs_dir, self.dataset)
+        paths = {"runs_dir": self.runs_dir, "mirror_dir": self.mirror_dir, "cache_dir": self.cache_dir}
+        return load_judge(self.judge_dir, paths, self.dataset, self.source_patches)
 
     def loader(self, inputs: torch.Tensor, targets: np.ndarray | None = None, train: bool = False) -> DataLoader:
         tensors = (inputs,) if targets is None else (inputs, torch.as_tensor(targets, dtype=torch.long))

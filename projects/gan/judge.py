@@ -7,15 +7,17 @@ like any finished run. It is not Inception-v3: its distances do not compare with
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from projects.mnist.data import MEAN, STD
 from shared.capabilities import ExtractsFeatures
+from shared.data import ImageSplits
 from shared.errors import RunNotFoundError, UsageError
 from shared.registry import load_project
 from shared.runs import Run, load_run, read_metrics, successful_runs
@@ -44,24 +46,21 @@ def find_judge(asked: str | None, runs_dir: str | Path, dataset: str) -> Path:
     )
 
 
-def to_judge_inputs(images: torch.Tensor) -> torch.Tensor:
-    """GAN images in [-1, 1] to the judge's inputs (MNIST's normalisation)."""
-    return ((images + 1) / 2 - MEAN) / STD
-
-
 class JudgeFeatures(nn.Module):
     """The judge's `features(x)` on GAN images in [-1, 1]: the custom feature module torchmetrics'
-    `FrechetInceptionDistance` takes (it reads `num_features` rather than probing with a 299×299 image)."""
+    `FrechetInceptionDistance` takes (it reads `num_features` rather than probing with a 299×299 image).
+    `to_inputs` turns GAN images into the judge's inputs, as its own data normalises its images."""
 
-    def __init__(self, network: ExtractsFeatures) -> None:
+    def __init__(self, network: ExtractsFeatures, to_inputs: Callable[[torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
         assert isinstance(network, nn.Module)
         self.network = network.eval().requires_grad_(False)
+        self.to_inputs = to_inputs
         with torch.no_grad():
             self.num_features = int(network.features(torch.zeros(1, 1, 28, 28)).shape[1])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network.features(to_judge_inputs(images.float())).float()
+        return self.network.features(self.to_inputs(images.float())).float()
 
     def train(self, mode: bool = True) -> JudgeFeatures:
         return super().train(False)  # always measured in eval mode (batch norm's running statistics, no dropout)
@@ -76,10 +75,21 @@ class Judge:
                 f"the judge {run.directory} is a {type(run.model).__name__}, which gives no features to measure in.",
                 "pass judge=<an mnist run of the default CNN>, or train one: python -m projects.mnist train",
             )
+        data = run.data
+        if not isinstance(data, ImageSplits):
+            raise UsageError(
+                f"the judge {run.directory} was trained on {type(data).__name__}, which holds no images to learn.",
+                "pass judge=<an mnist run folder>.",
+            )
         self.directory = run.directory
         self.dataset = (run.metrics.get("data") or {}).get("dataset id")
         self.test_accuracy = (run.metrics.get("metrics") or {}).get("test/acc")
-        self.feature_module = JudgeFeatures(run.model)
+        self.data = data  # the images the GAN learns, split as the GAN's config asks
+        self.feature_module = JudgeFeatures(run.model, self.to_inputs)
+
+    def to_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """GAN images in [-1, 1] as the judge's inputs: [0, 1] pixels, normalised as its data does."""
+        return self.data.model_inputs((images + 1) / 2)
 
     def to(self, device: torch.device) -> Judge:
         self.feature_module.to(device)
@@ -100,27 +110,30 @@ class Judge:
         """(N, classes) softmax of the judge for images in [-1, 1]."""
         network = self.feature_module.network
         parts = [
-            torch.softmax(network(to_judge_inputs(batch.to(self.device))).float(), dim=1).cpu()
+            torch.softmax(network(self.to_inputs(batch.to(self.device))).float(), dim=1).cpu()
             for batch in images.split(batch_size)
         ]
         return torch.cat(parts).numpy()
 
 
-def load_judge(directory: str | Path, runs_dir: str | Path, dataset: str) -> Judge:
-    """The judge of `directory`, loaded through the core's run object; one trained on other data is refused."""
-    paths = OmegaConf.create({"runs_dir": str(runs_dir), "mirror_dir": None, "cache_dir": "~/.cache/ml-portfolio"})
-    try:
-        run = load_run(load_project("mnist"), str(directory), paths)  # the judge's project, through the registry
+def load_judge(
+    directory: str | Path, paths: Mapping[str, Any], dataset: str, data_patches: Mapping[str, Any] | None = None
+) -> Judge:
+    """The judge of `directory`, loaded through the core's run object, its data config patched by `data_patches`
+    (the GAN's own split); one trained on other data is refused. `paths`: runs_dir, mirror_dir, cache_dir."""
+    try:  # the judge's project through the registry; its data read from the mirror and cache named by `paths`
+        patches = OmegaConf.create(dict(data_patches)) if data_patches else None
+        run = load_run(load_project(JUDGE_PROJECT), str(directory), OmegaConf.create(dict(paths)), data=patches)
     except RunNotFoundError as error:
         raise RunNotFoundError(
             f"the judge {directory} cannot be used: {error.problem}",
             f"pass judge=<an mnist run folder>, or train one: {train_judge_command(dataset)}",
         ) from error
-    judge = Judge(run)
-    if judge.dataset != dataset:
+    trained_on = (run.metrics.get("data") or {}).get("dataset id")
+    if trained_on != dataset:  # checked before its data are built with this GAN's patches
         raise UsageError(
-            f"the judge {directory} was trained on {judge.dataset or 'unrecorded data'}, and this GAN learns "
+            f"the judge {directory} was trained on {trained_on or 'unrecorded data'}, and this GAN learns "
             f"{dataset}: its features would measure the wrong thing.",
             f"pass judge=<an mnist run on {dataset}>, or train one: {train_judge_command(dataset)}",
         )
-    return judge
+    return Judge(run)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from projects.mnist.augment import Augmentation
 from shared import checks
-from shared.data import DataFile, ProjectData, fetch_files, holdout_indices, tensor_loader
+from shared.data import DataFile, ImageSplits, fetch_files, holdout_indices, tensor_loader
 from shared.errors import DataError
 
 MEAN, STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set, as the literature normalises
@@ -120,7 +120,7 @@ def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
     return padded[torch.arange(count)[:, None, None], 0, rows, columns].unsqueeze(1)
 
 
-class DigitImages(ProjectData):
+class DigitImages(ImageSplits):
     """28×28 grey digit images in train/val/test splits, served as normalised tensors."""
 
     class_names: ClassVar[tuple[str, ...]] = tuple(str(digit) for digit in range(10))
@@ -187,6 +187,10 @@ class DigitImages(ProjectData):
     def images(self, split: str) -> np.ndarray:
         """The raw uint8 N×28×28 images of `split`, as read: what `scripts/robustness.py` degrades."""
         return self._images[split]
+
+    def model_inputs(self, pixels: torch.Tensor) -> torch.Tensor:
+        """N×1×28×28 images in [0, 1] normalised with MNIST's statistics, as `inputs` are."""
+        return (pixels - MEAN) / STD
 
     def loader(self, inputs: torch.Tensor, targets: np.ndarray | None = None, train: bool = False) -> DataLoader:
         tensors = (inputs,) if targets is None else (inputs, torch.as_tensor(targets, dtype=torch.long))
