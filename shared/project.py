@@ -189,6 +189,13 @@ class Project:
         None (the default): the project's inputs are not monitored, and its runs keep no reference."""
         return None
 
+    def reference_split(self, data: ProjectData) -> str:
+        """The split whose inputs a run keeps as its monitoring reference: `val` where the data has one (drawn like
+        the training data but not fitted on, so what the model learned from its inputs, a vocabulary, an embedding,
+        measures it as it will measure new inputs; on the very inputs it fitted, a model knows every word and even the
+        test split looks shifted), else `train`."""
+        return "val" if "val" in data.splits else "train"
+
     def monitored_predictions(self, outputs: Any) -> Features:
         """The model's typed outputs (`outputs`) as what prediction drift is tested on: the predicted class, the
         predicted value. Empty (the default): no prediction drift."""

@@ -125,6 +125,11 @@ class RecommenderProject(Project):
         """Queries as (user, item) index pairs, -1 where the query has no known user or no item."""
         return predict.query_pairs(values)
 
+    def reference_split(self, data: ProjectData) -> str:
+        """The training interactions: (user, item) pairs under both protocols (ranking's held-out splits are users),
+        and what is measured of them (history, popularity) is counted, not learned by the model."""
+        return "train"
+
     def monitored_features(self, model: Any, data: ProjectData, inputs: np.ndarray) -> Features:
         """Who asks and about what: whether the user has a training history (`user`: known or new), how long it is,
         and how popular the item is (training interactions). A file of new users shows in all of them."""

@@ -69,15 +69,7 @@ def monitor_command(project: Project, cfg: DictConfig) -> int:
         if item.error:
             log.warning("could not read %s: %s", item.name, item.error)
     reference = reference_for(project, run, cfg)
-    inputs = project.monitored_inputs(run, [item.value for item in readable])
-    measured = project.monitored_features(run.model, run.data, inputs)
-    if measured is None:
-        raise UsageError(f"{project.name} measured nothing of these inputs.", "check monitored_features.")
-    predicted = Features()
-    if not reference.predictions.empty:
-        outputs = project.outputs(run.fitter.predict(run.model, run.data, inputs, run.device))
-        predicted = project.monitored_predictions(outputs)
-    results, samples = compare(reference, measured, predicted, int(cfg.get("seed") or 0))
+    results, samples = drift_of(project, run, reference, [item.value for item in readable], int(cfg.get("seed") or 0))
     drift = judge(results, thresholds)
     folder = new_monitoring_dir(run.directory)
     summary: dict[str, Any] = {
@@ -95,6 +87,22 @@ def monitor_command(project: Project, cfg: DictConfig) -> int:
     json_path, report_path = write_monitoring(folder, summary, results, samples, thresholds)
     _print_summary(summary, results, json_path, report_path)
     return DRIFT_EXIT_CODE if drift else 0
+
+
+def drift_of(
+    project: Project, run: Run, reference: Reference, values: list[Any], seed: int = 0
+) -> tuple[list[FeatureDrift], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Parsed records measured (inputs, and the run's predictions for them) and tested against `reference`; the
+    verdicts are `judge`'s to give."""
+    inputs = project.monitored_inputs(run, values)
+    measured = project.monitored_features(run.model, run.data, inputs)
+    if measured is None:
+        raise UsageError(f"{project.name} measured nothing of these inputs.", "check its monitored_features.")
+    predicted = Features()
+    if not reference.predictions.empty:
+        outputs = project.outputs(run.fitter.predict(run.model, run.data, inputs, run.device))
+        predicted = project.monitored_predictions(outputs)
+    return compare(reference, measured, predicted, seed)
 
 
 def compare(

@@ -1,9 +1,10 @@
-"""The reference a run keeps of its training inputs, for `monitor` to test new inputs against.
+"""The reference a run keeps of its training data, for `monitor` to test new inputs against.
 
-At train time, `write_reference` measures a random sample of the training inputs (up to `REFERENCE_ROWS`) with the
-project's `monitored_features`, reduces any embedding by PCA fitted on that sample, and measures the test split's
-predictions with `monitored_predictions` (the reference for prediction drift). Everything lands in one compressed
-`reference.npz` in the run (plain arrays: it loads without pickle), written atomically.
+At train time, `write_reference` measures a random sample (up to `REFERENCE_ROWS`) of the inputs of the split the
+project names (`Project.reference_split`: the validation split where there is one) with `monitored_features`, reduces
+any embedding by PCA fitted on that sample, and measures the test split's predictions with `monitored_predictions`
+(the reference for prediction drift). Everything lands in one compressed `reference.npz` in the run (plain arrays: it
+loads without pickle), written atomically.
 """
 
 from __future__ import annotations
@@ -125,9 +126,10 @@ def load_reference(path: Path) -> Reference:
 def write_reference(
     project: Project, model: Any, data: ProjectData, test_outputs: Any | None, run_dir: Path, seed: int
 ) -> Path | None:
-    """Train time: the run's `reference.npz` from its training inputs and its test predictions (None: the project
-    does not monitor its inputs)."""
-    reference = build_reference(project, model, data, data.inputs("train"), test_outputs, "train split", seed)
+    """Train time: the run's `reference.npz` from the split the project names and the test predictions (None: the
+    project does not monitor its inputs)."""
+    split = project.reference_split(data)
+    reference = build_reference(project, model, data, data.inputs(split), test_outputs, f"{split} split", seed)
     if reference is None:
         return None
     path = save_reference(reference, run_dir / REFERENCE_FILE)
