@@ -5,6 +5,7 @@
     python scripts/benchmark.py sentiment --preset tfidf_lr --preset tfidf_lr/rt-polarity-10-fold
     python scripts/benchmark.py recommender --preset rating/mf   # rating presets sweep the 5 official folds
     python scripts/benchmark.py serve --project mnist  # serving latency and throughput (scripts/serve_benchmark.py)
+    python scripts/benchmark.py monitor                # drift monitor: false alarms, detections (monitor_benchmark.py)
 
 Each preset is trained through the project's own command line, exactly as a user would run it,
 into a runs folder of its own (`runs/benchmark/` unless PORTFOLIO_RUNS_DIR is set); the line
@@ -168,6 +169,11 @@ def main() -> None:
         import serve_benchmark
 
         serve_benchmark.main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["monitor"]:  # the drift monitor's false alarms and detections (scripts/monitor_benchmark.py)
+        import monitor_benchmark
+
+        monitor_benchmark.main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("project", choices=sorted(BENCHMARKS))

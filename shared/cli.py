@@ -74,6 +74,12 @@ def _promote(project: Project, cfg: DictConfig) -> None:
     promote_command(project, cfg)
 
 
+def _monitor(project: Project, cfg: DictConfig) -> int:
+    from shared.monitor.command import monitor_command
+
+    return monitor_command(project, cfg)
+
+
 COMMANDS: dict[str, Command] = {
     command.name: command
     for command in (
@@ -84,6 +90,7 @@ COMMANDS: dict[str, Command] = {
         Command("export", "write a finished run's model as ONNX, checked against it (run=PATH, format=onnx)", _export),
         Command("serve", "an HTTP API for a run's model (the promoted run, or run=PATH): /predict, /docs", _serve),
         Command("promote", "mark a run (run=PATH, else the latest) as the one serve uses by default", _promote),
+        Command("monitor", "test new inputs (input=FILE|requests) for drift from a run's training data", _monitor),
     )
 }
 
@@ -157,6 +164,8 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         _check_run_name(overrides)
         if name == "train":
             overrides = resume_overrides(project, overrides)
+            # `data.extra=FILE` (labelled rows added to the train split) is the core's key, in no data config
+            overrides = [f"++{item}" if item.startswith("data.extra=") else item for item in overrides]
         else:  # `data.path=moved.csv` patches a finished run's data config, which the command's own config lacks
             overrides = [f"++{item}" if item.startswith("data.") else item for item in overrides]
     except PortfolioError as error:

@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from shared.errors import DataError
+from shared.errors import DataError, UsageError
 from shared.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -313,6 +314,14 @@ class ProjectData(ABC):
         """A torch DataLoader over `inputs` (and `targets`), for Lightning models."""
         raise NotImplementedError(f"{type(self).__name__} has no loader: it serves scikit-learn models only")
 
+    def add_train_rows(self, path: Path) -> int:
+        """Append the labelled rows of `path` (in the project's own input format, with the target) to the train split,
+        after `prepare`; returns how many. `train data.extra=FILE` calls it: refitting on old plus new data."""
+        raise UsageError(
+            f"{type(self).__name__} takes no extra training rows (data.extra={path}).",
+            "drop data.extra=, or train on a data source that has the new rows.",
+        )
+
     def describe(self) -> dict[str, Any]:
         """Facts for the model card: the source and the size of each split."""
         return {f"{split} examples": len(self.targets(split)) for split in self.splits}
@@ -335,3 +344,16 @@ class ImageSplits(ProjectData):
     @abstractmethod
     def model_inputs(self, pixels: torch.Tensor) -> torch.Tensor:
         """N×C×H×W float images in [0, 1] as the models of this data take them (normalised)."""
+
+
+EXTRA_ROWS_KEY = "extra"  # `data.extra=FILE`: the core's key in a data config, never passed to the data's constructor
+
+
+def data_options(node: DictConfig) -> DictConfig:
+    """A data config without the core's own keys (`extra`), as the data class's constructor takes it."""
+    if EXTRA_ROWS_KEY not in node:
+        return node
+    trimmed = node.copy()
+    with open_dict(trimmed):
+        del trimmed[EXTRA_ROWS_KEY]
+    return trimmed

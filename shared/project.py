@@ -18,9 +18,10 @@ from omegaconf import DictConfig
 
 from shared.capabilities import FitsOnTrain
 from shared.config import build
-from shared.data import ProjectData
+from shared.data import ProjectData, data_options
 from shared.errors import UsageError
 from shared.metrics import Metrics
+from shared.monitor.features import Features
 
 if TYPE_CHECKING:
     from shared.api_schema import RecordSchema
@@ -93,7 +94,7 @@ class Project:
     # --- data and models ------------------------------------------------------------------
     def build_data(self, cfg: DictConfig, paths: DictConfig) -> ProjectData:
         """The data object of `cfg.data`, told where the mirror and the cache are (not prepared yet)."""
-        return build(cfg.data, mirror_dir=paths.get("mirror_dir"), cache_dir=paths.cache_dir)
+        return build(data_options(cfg.data), mirror_dir=paths.get("mirror_dir"), cache_dir=paths.cache_dir)
 
     def build_model(self, cfg: DictConfig, data: ProjectData) -> Any:
         """The model of `cfg.model`: a LightningModule or a scikit-learn estimator, given plain Python values.
@@ -180,3 +181,27 @@ class Project:
         """The answer to each parsed record: a list of rows (one, usually; a top-k list gives k)."""
         columns = self.prediction_columns(run.predict(values))
         return [[row] for row in self.annotate_predictions(run, values, columns, cfg)]
+
+    # --- monitoring -----------------------------------------------------------------------
+    def monitored_features(self, model: Any, data: ProjectData, inputs: Any) -> Features | None:
+        """A batch of inputs (what `data.inputs(split)` or `monitored_inputs` gives) as what `monitor` tests for
+        drift: named numbers (mean intensity, text length, a column), categories, and the model's own embedding.
+        None (the default): the project's inputs are not monitored, and its runs keep no reference."""
+        return None
+
+    def reference_split(self, data: ProjectData) -> str:
+        """The split whose inputs a run keeps as its monitoring reference: `val` where the data has one (drawn like
+        the training data but not fitted on, so what the model learned from its inputs, a vocabulary, an embedding,
+        measures it as it will measure new inputs; on the very inputs it fitted, a model knows every word and even the
+        test split looks shifted), else `train`."""
+        return "val" if "val" in data.splits else "train"
+
+    def monitored_predictions(self, outputs: Any) -> Features:
+        """The model's typed outputs (`outputs`) as what prediction drift is tested on: the predicted class, the
+        predicted value. Empty (the default): no prediction drift."""
+        return Features()
+
+    def monitored_inputs(self, run: Run, values: list[Any]) -> Any:
+        """Parsed records (`parse_record`) as the inputs `monitored_features` and the run's fitter take: by default
+        `stack_inputs`; a project whose records are queries says how they become model inputs."""
+        return self.stack_inputs(values)

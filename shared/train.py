@@ -10,21 +10,22 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning import seed_everything
+from lightning import LightningModule, seed_everything
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from shared.capabilities import Describes
 from shared.checks import seed
 from shared.config import CONFIG_FILE, save_config
 from shared.data import ProjectData
-from shared.errors import UsageError
+from shared.errors import PortfolioError, UsageError
 from shared.evaluate import evaluate_splits, format_metrics, write_plots
-from shared.fitters import fitter_for, inference_device
+from shared.fitters import LightningFitter, first_line, fitter_for, inference_device, read_plain_checkpoint
 from shared.io import write_json
 from shared.metrics import Goal, Metrics
-from shared.project import Project
+from shared.monitor.reference import write_reference
+from shared.project import Evaluation, Project
 from shared.reports import write_model_card
-from shared.runs import CARD_FILE, METRICS_FILE, environment, git_commit
+from shared.runs import CARD_FILE, METRICS_FILE, environment, git_commit, read_metrics, resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     choose_monitor(cfg, data, declared)
     save_config(cfg, run_dir / CONFIG_FILE)
     data.prepare()
+    extra_rows = add_extra_rows(data, cfg.data.get("extra"))
     started = time.perf_counter()
     model = project.build_model(cfg, data)  # may fit on train already (a vocabulary, Word2Vec): training time
     preparing = time.perf_counter() - started
+    initialised_from = initialise_from(project, model, cfg)
     fitter = fitter_for(model)
     identity = run_identity()
     log.info("run %s: %s", run_dir, ", ".join(f"{k}={v}" for k, v in identity["choices"].items() if v) or "defaults")
@@ -58,6 +61,7 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     held_out = [split for split in data.splits if split != "train"]
     evaluations = evaluate_splits(project, fitter, model, data, held_out, inference_device(cfg.trainer))
     plots = write_plots(project, run_dir, evaluations["test"], data, model, fit.history)
+    reference = monitoring_reference(project, model, data, evaluations.get("test"), run_dir, cfg.seed)
     scores = {name: value for evaluation in evaluations.values() for name, value in evaluation.metrics.items()}
     details = model.details() if isinstance(model, Describes) else {}
     metrics = {
@@ -77,7 +81,9 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "seed": cfg.seed,
         "device": fit.device,
         "precision": fit.precision,
-        "data": data.describe(),
+        "data": {**data.describe(), **({"extra train rows": extra_rows} if extra_rows else {})},
+        "init_from": initialised_from,
+        "monitoring_reference": reference.name if reference else None,
         "versions": environment(),
         "git_commit": git_commit(),
         "finished_at": datetime.now().isoformat(timespec="seconds"),
@@ -118,6 +124,72 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     write_json(run_dir / METRICS_FILE, metrics)  # last: its presence marks the run as finished
     print(format_metrics(metrics["metrics"], title=f"{project.name} run {run_dir}"))
     return metrics
+
+
+def add_extra_rows(data: ProjectData, extra: Any) -> int:
+    """`data.extra=FILE`: the file's labelled rows appended to the (prepared) train split; how many were added."""
+    if not extra:
+        return 0
+    path = Path(str(extra)).expanduser()
+    if not path.is_file():
+        raise UsageError(f"data.extra={extra} is not a file.", "pass labelled rows in the project's input format.")
+    added = data.add_train_rows(path)
+    log.info("data.extra: %d labelled rows from %s added to the train split", added, path)
+    return added
+
+
+def initialise_from(project: Project, model: Any, cfg: DictConfig) -> str | None:
+    """`init_from=RUN`: load a finished run's network weights into the freshly built model before it is fitted.
+
+    Refused for scikit-learn models (they always fit from scratch: refit on old plus new rows with `data.extra=`),
+    for a run of another project, and for weights that do not fit this model (another architecture or size).
+    """
+    given = cfg.get("init_from")
+    if not given:
+        return None
+    if cfg.get("resume"):
+        raise UsageError("train got both resume= and init_from=.", "resume an interrupted run, or start a new one.")
+    if not isinstance(model, LightningModule):
+        raise UsageError(
+            f"init_from= starts a network from a run's weights; {type(model).__name__} is a scikit-learn model, which "
+            "always fits from scratch.",
+            "drop init_from=, and refit on the old plus the new rows with data.extra=FILE.",
+        )
+    directory = resolve_run(str(given), cfg.paths.runs_dir, project.name)
+    owner = read_metrics(directory).get("project")
+    if owner != project.name:
+        raise UsageError(
+            f"init_from={given} is a run of '{owner}', not of {project.name}.", "pass a run of this project."
+        )
+    path = directory / LightningFitter.artifact
+    if not path.is_file():
+        raise UsageError(
+            f"init_from={given} holds no network weights ({LightningFitter.artifact}): a scikit-learn run.",
+            "pass a run of a Lightning model (the same model= as this one).",
+        )
+    checkpoint = read_plain_checkpoint(path, "started from", "pass init_from=<another finished run>.")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as error:  # missing or unexpected keys, other shapes
+        raise UsageError(
+            f"the weights of {directory} do not fit this model ({first_line(error)}): another architecture or size.",
+            "pass init_from=<a run of the same model and options>, or drop init_from=.",
+        ) from error
+    log.info("initialised from the weights of %s", directory)
+    return str(directory)
+
+
+def monitoring_reference(
+    project: Project, model: Any, data: ProjectData, test: Evaluation | None, run_dir: Path, seed: int
+) -> Path | None:
+    """The run's `reference.npz` for `monitor`. A failure here costs the reference, with a warning, not the run."""
+    try:
+        return write_reference(project, model, data, test.outputs if test is not None else None, run_dir, seed)
+    except PortfolioError as error:
+        log.warning("no monitoring reference: %s", error)
+    except Exception as error:  # a bug in a project's features: the trained model is still worth keeping
+        log.warning("no monitoring reference (%s: %s); `monitor` will ask for reference=", type(error).__name__, error)
+    return None
 
 
 def choose_monitor(cfg: DictConfig, data: ProjectData, declared: Metrics) -> None:

@@ -14,7 +14,7 @@ from projects.gan.judge import find_judge
 from projects.gan.measure import GAN_METRICS, Samples, samples_from_rows
 from projects.gan.module import Gan
 from shared.config import build
-from shared.data import ProjectData
+from shared.data import ProjectData, data_options
 from shared.project import Command, Evaluation, Project
 
 
@@ -46,7 +46,8 @@ class GanProject(Project):
             cfg.data.judge = str(judge)
             if "judge" in cfg:
                 cfg.judge = str(judge)
-        return build(cfg.data, mirror_dir=paths.get("mirror_dir"), cache_dir=paths.cache_dir, runs_dir=paths.runs_dir)
+        options = data_options(cfg.data)
+        return build(options, mirror_dir=paths.get("mirror_dir"), cache_dir=paths.cache_dir, runs_dir=paths.runs_dir)
 
     def model_options(self, data: ProjectData) -> dict[str, Any]:
         assert isinstance(data, GanImages)

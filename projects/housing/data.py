@@ -222,6 +222,14 @@ class HousingData(ProjectData):
                 "give more districts (a few hundred at least), or a test_size that leaves each part some.",
             ) from error
 
+    def add_train_rows(self, path: Path) -> int:
+        """`train data.extra=FILE`: districts of a CSV with the training columns and `median_house_value`, checked by
+        the same rules as the training file, appended to the train split (the test split stays the book's)."""
+        columns = [column.name for column in (*self.features, TARGET_COLUMN)]
+        frame = validate(read_csv(path), (*self.features, TARGET_COLUMN), str(path))[columns]
+        self.frames["train"] = pd.concat([self.frames["train"], frame])
+        return len(frame)
+
     def frame(self, split: str) -> pd.DataFrame:
         """Features and target of a split (for plots)."""
         return self.frames[split]

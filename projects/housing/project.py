@@ -14,6 +14,7 @@ from projects.housing.data import Column, HousingData
 from projects.housing.evaluate import METRICS, Estimates
 from shared.api_schema import RecordSchema
 from shared.data import ProjectData
+from shared.monitor.features import Features
 from shared.predict import parse_item
 from shared.project import Evaluation, PredictItem, Project
 from shared.runs import Run
@@ -75,6 +76,17 @@ class HousingProject(Project):
 
     def prediction_columns(self, outputs: Estimates) -> list[dict[str, Any]]:
         return predict.prediction_columns(outputs)
+
+    def monitored_features(self, model: Any, data: ProjectData, inputs: pd.DataFrame) -> Features:
+        """Every column the model takes: numbers as numbers (empty cells left out), categories as categories."""
+        assert isinstance(data, HousingData)
+        return Features(
+            numbers={c.name: inputs[c.name].to_numpy(dtype=float) for c in data.features if not c.categories},
+            categories={c.name: inputs[c.name].to_numpy() for c in data.features if c.categories},
+        )
+
+    def monitored_predictions(self, outputs: Estimates) -> Features:
+        return Features(numbers={"predicted_value": outputs.values})
 
 
 def _features(run: Run) -> tuple[Column, ...]:

@@ -6,15 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from projects.mnist import evaluate, predict
-from projects.mnist.data import DigitImages, normalise
+from projects.mnist.data import DigitImages, denormalise, normalise
 from shared.api_schema import RecordSchema, image_record_schema
+from shared.capabilities import ExtractsFeatures
 from shared.classification import CLASSIFICATION_GOALS, classification_scores
 from shared.data import ProjectData
 from shared.images import image_items
 from shared.metrics import Metrics
+from shared.monitor.features import Features, network_features, predicted_class_features
 from shared.predict import parse_item
 from shared.project import Evaluation, PredictItem, Project
 from shared.runs import Run
@@ -58,6 +61,19 @@ class MnistProject(Project):
 
     def prediction_columns(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         return predict.prediction_columns(outputs)
+
+    def monitored_features(self, model: Any, data: ProjectData, inputs: torch.Tensor) -> Features:
+        """Plain image statistics (mean intensity, share of ink pixels) and, for a network that extracts features
+        (the CNN), its penultimate layer: what the model itself sees."""
+        pixels = denormalise(inputs).reshape(len(inputs), -1)
+        embedding = network_features(model, inputs) if isinstance(model, ExtractsFeatures) else None
+        return Features(
+            numbers={"mean_intensity": pixels.mean(axis=1), "ink_share": (pixels > 0.5).mean(axis=1)},
+            embedding=embedding,
+        )
+
+    def monitored_predictions(self, outputs: np.ndarray) -> Features:
+        return predicted_class_features(outputs)
 
     def predict_rows(self, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:
         """Digits by their number; other data (Fashion-MNIST) by its class names."""

@@ -134,6 +134,7 @@ class Interactions(ProjectData):
         self._history = self._matrix("train")
         self._known = self._history + self._matrix("val")
         self.item_popularity = np.asarray(self._history.sum(axis=0)).ravel()
+        self.user_activity = np.asarray(self._history.sum(axis=1)).ravel()  # training interactions per user
         self._history_dense = torch.from_numpy(self._history.toarray().astype(np.float32))
 
     def _validate(self, loaded: SourceInteractions) -> pd.DataFrame:

@@ -79,6 +79,18 @@ class QueryRecord(BaseModel):
     similar: int | None = Field(None, ge=1, description="how many similar items (default 10)")
 
 
+def query_pairs(queries: list[Query]) -> np.ndarray:
+    """Queries as (user, item) index pairs for monitoring: -1 for a user the data does not know (or a similar-items
+    query, which has none) and for a top-k query's item."""
+    pairs = np.full((len(queries), 2), -1, dtype=np.int64)
+    for row, query in enumerate(queries):
+        if isinstance(query, TopItems | PairScore) and query.user is not None:
+            pairs[row, 0] = query.user
+        if isinstance(query, SimilarItems | PairScore):
+            pairs[row, 1] = query.item
+    return pairs
+
+
 def query_schema(data: Interactions) -> RecordSchema:
     """The HTTP record of a query, with an example asking for a known user's top 5."""
     return RecordSchema(QueryRecord, example={"user": _plain_id(data.user_ids[0]), "k": 5})

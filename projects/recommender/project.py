@@ -18,6 +18,7 @@ from shared.api_schema import RecordSchema
 from shared.data import ProjectData
 from shared.errors import UsageError
 from shared.metrics import Metrics
+from shared.monitor.features import Features
 from shared.predict import parse_item
 from shared.project import Evaluation, PredictItem, Project
 from shared.runs import Run
@@ -118,3 +119,25 @@ class RecommenderProject(Project):
 
     def predict_rows(self, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:
         return predict.answer(run, _interactions(run.prepared_data), values)
+
+    # --- monitoring -----------------------------------------------------------------------------------
+    def monitored_inputs(self, run: Run, values: list[Any]) -> np.ndarray:
+        """Queries as (user, item) index pairs, -1 where the query has no known user or no item."""
+        return predict.query_pairs(values)
+
+    def reference_split(self, data: ProjectData) -> str:
+        """The training interactions: (user, item) pairs under both protocols (ranking's held-out splits are users),
+        and what is measured of them (history, popularity) is counted, not learned by the model."""
+        return "train"
+
+    def monitored_features(self, model: Any, data: ProjectData, inputs: np.ndarray) -> Features:
+        """Who asks and about what: whether the user has a training history (`user`: known or new), how long it is,
+        and how popular the item is (training interactions). A file of new users shows in all of them."""
+        interactions = _interactions(data)
+        users, items = np.asarray(inputs)[:, 0], np.asarray(inputs)[:, 1]
+        history = np.where(users >= 0, interactions.user_activity[np.clip(users, 0, None)], 0.0)
+        popularity = np.where(items >= 0, interactions.item_popularity[np.clip(items, 0, None)], np.nan)
+        return Features(
+            numbers={"user_history": history, "item_popularity": popularity},
+            categories={"user": np.where(history > 0, "known", "new")},
+        )

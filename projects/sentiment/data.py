@@ -175,6 +175,15 @@ class TextData(ProjectData):
     def inputs(self, split: str) -> list[str]:
         return self._texts[split]
 
+    def add_train_rows(self, path: Path) -> int:
+        """`train data.extra=FILE`: labelled texts (a .csv, .tsv or .jsonl with `text` and `label` columns, labels
+        0/1 or negative/positive) appended to the train split; validation and test stay as they were."""
+        texts, labels = read_table(path, "text", "label")
+        assert labels is not None
+        self._texts["train"] = [*self._texts["train"], *texts]
+        self._labels["train"] = np.concatenate([self._labels["train"], labels])
+        return len(texts)
+
     def targets(self, split: str) -> np.ndarray:
         return self._labels[split]
 

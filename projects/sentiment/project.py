@@ -10,13 +10,16 @@ import numpy as np
 from omegaconf import DictConfig
 
 from projects.sentiment import evaluate, predict
+from projects.sentiment.data import CLASS_NAMES
 from projects.sentiment.models import TextClassifier
+from projects.sentiment.monitor import text_features
 from projects.sentiment.predict import InputText
 from shared import checks
 from shared.api_schema import RecordSchema
 from shared.classification import CLASSIFICATION_GOALS
 from shared.data import ProjectData
 from shared.metrics import MAX, Metrics
+from shared.monitor.features import Features, predicted_class_features
 from shared.predict import parse_item
 from shared.project import Command, Evaluation, PredictItem, Project
 from shared.runs import Run
@@ -81,6 +84,12 @@ class SentimentProject(Project):
 
     def prediction_columns(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         return predict.prediction_columns(outputs)
+
+    def monitored_features(self, model: Any, data: ProjectData, inputs: list[str]) -> Features:
+        return text_features(model, inputs)
+
+    def monitored_predictions(self, outputs: np.ndarray) -> Features:
+        return predicted_class_features(outputs, CLASS_NAMES)
 
     def annotate_predictions(
         self, run: Run, values: list[Any], columns: list[dict[str, Any]], cfg: DictConfig
