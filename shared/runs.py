@@ -42,6 +42,7 @@ LAST_CHECKPOINT = "checkpoints/last.ckpt"  # everything a resumed train needs: w
 INTERRUPTED_FILE = "INTERRUPTED"  # written when a signal stopped the run: how to resume it
 CARD_FILE = "MODEL_CARD.md"
 PLOTS_DIR = "plots"
+REQUEST_LOG = "requests.jsonl"  # `serve log_requests=true` appends each record and its answer; `monitor` reads it
 LIBRARIES = (
     "torch",
     "torchvision",

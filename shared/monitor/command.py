@@ -35,13 +35,12 @@ from shared.monitor.reference import REFERENCE_FILE, Reference, build_reference,
 from shared.monitor.report import new_monitoring_dir, write_monitoring
 from shared.predict import parse_item, read_items
 from shared.project import PredictItem, Project
-from shared.runs import Run, load_run
+from shared.runs import REQUEST_LOG, Run, load_run
 
 log = logging.getLogger(__name__)
 
 DRIFT_EXIT_CODE = 4
 REQUESTS = "requests"
-REQUEST_LOG = "requests.jsonl"  # shared.serve.answering.REQUEST_LOG, without importing the server
 
 
 def monitor_command(project: Project, cfg: DictConfig) -> int:

@@ -28,7 +28,6 @@ from shared.predict import predict_values
 from shared.project import Project
 from shared.runs import Run
 
-REQUEST_LOG = "requests.jsonl"
 RECORD_FIX = "correct this record: GET /metadata (or /docs) shows the fields a record takes."
 
 Rows = list[dict[str, Any]]
