@@ -89,6 +89,9 @@ def write_table(table: pd.DataFrame, path: Path) -> Path:
 def format_table(table: pd.DataFrame, metric: str) -> str:
     """The trials for the terminal: the value named by the metric, the run folder left out (it is in the CSV)."""
     shown = table.drop(columns=["run"]).rename(columns={"value": metric})
+    leaves = {column: str(column).rsplit(".", 1)[-1] for column in shown.columns}  # model.estimator.regressor.lr: lr
+    if len(set(leaves.values())) == len(leaves):
+        shown = shown.rename(columns=leaves)
     return shown.to_string(index=False, float_format=lambda value: f"{value:.6g}", na_rep="")
 
 
