@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from sqlalchemy.engine import make_url
 
 from shared.checks import whole
 from shared.config import SHARED_CONFIGS, compose_config, hydra_set_aside, project_config_dir
@@ -107,7 +108,7 @@ def tune_command(project: Project, cfg: DictConfig) -> int | None:
             "tune %s: study %s (%s), %d trial(s) on %d worker(s)%s, %s %s",
             project.name,
             tuning.study,
-            tuning.storage,
+            shown(tuning.storage),
             trials,
             workers,
             f", at most {timeout:.0f} s" if timeout else "",
@@ -205,6 +206,14 @@ def _objective(project: Project, composed: DictConfig, metric: str | None) -> Ob
     return Objective(name, "maximize" if goal is Goal.MAX else "minimize")
 
 
+def shown(url: str) -> str:
+    """A storage URL fit for logs and summary.json: its password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: storage_of says so
+        return url
+
+
 def storage_of(url: str) -> optuna.storages.RDBStorage:
     """The study's RDB storage. SQLite: several processes write one file, so each waits up to a minute for the lock.
     Heartbeats mark a trial whose worker died as failed, so a resumed study does not wait on it."""
@@ -215,7 +224,7 @@ def storage_of(url: str) -> optuna.storages.RDBStorage:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120)
     except Exception as error:  # a URL SQLAlchemy cannot read, a database it cannot reach, a missing driver
         raise UsageError(
-            f"storage={url} cannot be opened ({type(error).__name__}: {str(error).splitlines()[0]}).",
+            f"storage={shown(url)} cannot be opened ({type(error).__name__}: {str(error).splitlines()[0]}).",
             "use a SQLAlchemy URL such as sqlite:///study.db or postgresql://user:password@host/db "
             "(with its driver installed), or leave storage= out for the SQLite file under runs/.",
         ) from error
@@ -242,7 +251,7 @@ def create_study(tuning: Tuning, cfg: DictConfig, worker: int = 0) -> optuna.Stu
     )
     if study.direction.name.lower() != tuning.objective.direction:
         raise UsageError(
-            f"the study {tuning.study} in {tuning.storage} was created to {study.direction.name.lower()}, but "
+            f"the study {tuning.study} in {shown(tuning.storage)} was created to {study.direction.name.lower()}, but "
             f"{tuning.objective.name} is to {tuning.objective.direction}.",
             "give this search another study=NAME.",
         )
@@ -423,7 +432,7 @@ def finish(tuning: Tuning, cfg: DictConfig, study: optuna.Study, seconds: float)
         "project": tuning.project.name,
         "search": tuning.space.name,
         "study": tuning.study,
-        "storage": tuning.storage,
+        "storage": shown(tuning.storage),
         "metric": metric,
         "direction": tuning.objective.direction,
         "trials": len(table),
