@@ -68,6 +68,12 @@ def _serve(project: Project, cfg: DictConfig) -> None:
     serve_command(project, cfg)
 
 
+def _tune(project: Project, cfg: DictConfig) -> int | None:
+    from shared.tune.command import tune_command
+
+    return tune_command(project, cfg)
+
+
 def _promote(project: Project, cfg: DictConfig) -> None:
     from shared.promotion import promote_command
 
@@ -91,6 +97,9 @@ COMMANDS: dict[str, Command] = {
         Command("serve", "an HTTP API for a run's model (the promoted run, or run=PATH): /predict, /docs", _serve),
         Command("promote", "mark a run (run=PATH, else the latest) as the one serve uses by default", _promote),
         Command("monitor", "test new inputs (input=FILE|requests) for drift from a run's training data", _monitor),
+        Command(
+            "tune", "hyperparameter search with Optuna (search=NAME trials=N workers=K), then the best retrained", _tune
+        ),
     )
 }
 
@@ -166,6 +175,8 @@ def run(project: Project, argv: list[str] | None = None) -> int:
             overrides = resume_overrides(project, overrides)
             # `data.extra=FILE` (labelled rows added to the train split) is the core's key, in no data config
             overrides = [f"++{item}" if item.startswith("data.extra=") else item for item in overrides]
+        elif name == "tune":
+            overrides = tune_overrides(overrides)
         else:  # `data.path=moved.csv` patches a finished run's data config, which the command's own config lacks
             overrides = [f"++{item}" if item.startswith("data.") else item for item in overrides]
     except PortfolioError as error:
@@ -219,6 +230,31 @@ def _check_run_name(overrides: list[str]) -> None:
                     f"name={value} is not a plain folder name: it would put the run outside runs/.",
                     "use letters, digits, '-' and '_' only, e.g. name=try-1.",
                 )
+
+
+def tune_overrides(arguments: list[str]) -> list[str]:
+    """`tune`'s own keys (base_tune.yaml's) stay; every other override is for the trials' train, so it goes into
+    `train=[...]`: `tune trials=8 trainer=cpu data.batch_size=256` trains each trial with those two."""
+    from omegaconf import OmegaConf
+
+    own = set(OmegaConf.load(SHARED_CONFIGS / "base_tune.yaml")) - {"defaults"}
+    kept, train = [], []
+    for argument in arguments:
+        key = argument.lstrip("+~").partition("=")[0]
+        if argument.startswith("-") or "=" not in argument or key in own or key.startswith("hydra"):
+            kept.append(argument)
+        else:
+            train.append(argument)
+    if not train:
+        return kept
+    quoted = ",".join("'" + item.replace("\\", "\\\\").replace("'", "\\'") + "'" for item in train)
+    existing = [item for item in kept if item.partition("=")[0] == "train"]
+    if existing:
+        raise UsageError(
+            f"{existing[0]} and train overrides ({' '.join(train)}) both set the trials' train overrides.",
+            "give them one way: either as plain overrides or as train=[...].",
+        )
+    return [*kept, f"train=[{quoted}]"]
 
 
 def _with_overrides(arguments: list[str], added: list[str]) -> list[str]:

@@ -9,10 +9,15 @@ short: `model=mlp trainer=gpu`, never `mnist/model=mlp`.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -52,10 +57,35 @@ def register_resolvers() -> None:
 def compose_config(
     project: str, command: str, overrides: list[str] | None = None, directory: Path | None = None
 ) -> DictConfig:
-    """Compose a command's config without running it (tests, benchmarks, notebooks)."""
+    """Compose a command's config without running it (tests, benchmarks, notebooks, `tune`'s checks)."""
     register_resolvers()
-    with initialize_config_dir(config_dir=str(project_config_dir(project, directory)), version_base="1.3"):
+    with hydra_set_aside(), initialize_config_dir(str(project_config_dir(project, directory)), version_base="1.3"):
         return compose(config_name=command, overrides=[*(overrides or []), searchpath_override()])
+
+
+@contextmanager
+def hydra_set_aside() -> Iterator[None]:
+    """Room for another Hydra app inside a running one (`tune` trains each trial as a `train` command): Hydra keeps
+    one global instance, so the running app's is set aside for the block, then put back with its `HydraConfig` and
+    its log handlers (the inner app's, a trial's `train.log`, are closed)."""
+    instance = GlobalHydra.instance()
+    running = instance.hydra if instance.is_initialized() else None
+    hydra_config = HydraConfig.instance().cfg
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    instance.clear()
+    try:
+        yield
+    finally:
+        instance.clear()
+        if running is not None:
+            instance.initialize(running)
+        HydraConfig.instance().cfg = hydra_config
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def build(node: DictConfig, **extra: Any) -> Any:

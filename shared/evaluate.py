@@ -55,15 +55,17 @@ def evaluate_splits(
 def write_plots(
     project: Project,
     run_dir: Path,
-    evaluation: Evaluation,
+    evaluation: Evaluation | None,
     data: ProjectData,
     model: Any,
     history: Sequence[dict[str, float]] = (),
 ) -> list[str]:
-    """Learning curves (when there is a history) and the project's own plots; paths relative to the run."""
+    """Learning curves (when there is a history) and the project's own plots of `evaluation` (none without one: a
+    trial of `tune` evaluates no test split); paths relative to the run."""
     plots_dir = run_dir / PLOTS_DIR
     written = [plot_learning_curves(history, plots_dir / "learning_curves.png")]
-    written += project.report(evaluation, plots_dir, data, model)
+    if evaluation is not None:
+        written += project.report(evaluation, plots_dir, data, model)
     return [str(Path(path).relative_to(run_dir)) for path in written if path]
 
 

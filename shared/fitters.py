@@ -14,6 +14,7 @@ import time
 import warnings
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from lightning.pytorch.utilities import move_data_to_device
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from sklearn.base import BaseEstimator, is_classifier
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
 from shared.capabilities import CarriesPreprocessor
@@ -83,6 +85,19 @@ class Fitter(ABC):
     @staticmethod
     def parameter_count(model: Any) -> int | None:
         """Number of learned parameters, where the model has a natural count."""
+        return None
+
+    def cross_validate(
+        self,
+        model: Any,
+        data: ProjectData,
+        folds: int,
+        score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+        seed: int,
+    ) -> dict[str, float] | None:
+        """The mean of `score(targets, outputs)` over `folds` folds of the train split, each fitted afresh on the
+        rest; None for a kind of model that is not cross-validated (Lightning modules: `tune` scores them on val,
+        epoch by epoch, and prunes them there)."""
         return None
 
 
@@ -386,6 +401,27 @@ class SklearnFitter(Fitter):
         model.fit(inputs, targets)
         seconds = time.perf_counter() - started
         return FitResult(seconds=seconds, samples_seen=len(targets), device="cpu (scikit-learn)")
+
+    def cross_validate(
+        self,
+        model: Any,
+        data: ProjectData,
+        folds: int,
+        score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+        seed: int,
+    ) -> dict[str, float]:
+        """scikit-learn's `cross_validate` on the train split (stratified folds for a classifier), each fold scored
+        by `score` on the model's outputs: what `tune` ranks a scikit-learn trial by, the test split never read."""
+        splitter = (StratifiedKFold if is_classifier(model) else KFold)(folds, shuffle=True, random_state=seed)
+
+        def scoring(estimator: Any, inputs: Any, targets: np.ndarray) -> dict[str, float]:
+            return score(np.asarray(targets), self.predict(estimator, data, inputs))
+
+        result = cross_validate(
+            model, data.inputs("train"), data.targets("train"), cv=splitter, scoring=scoring, error_score="raise"
+        )
+        prefix = "test_"  # scikit-learn's name for each fold's held-out part
+        return {key[len(prefix) :]: float(np.mean(values)) for key, values in result.items() if key.startswith(prefix)}
 
     def predict(self, model: Any, data: ProjectData, inputs: Any, device: torch.device | None = None) -> np.ndarray:
         if is_classifier(model):

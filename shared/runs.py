@@ -43,6 +43,9 @@ INTERRUPTED_FILE = "INTERRUPTED"  # written when a signal stopped the run: how t
 CARD_FILE = "MODEL_CARD.md"
 PLOTS_DIR = "plots"
 REQUEST_LOG = "requests.jsonl"  # `serve log_requests=true` appends each record and its answer; `monitor` reads it
+# runs/<project>/tune/: `tune`'s studies (<study>.db) and their trials (<study>/trial-NNNN/), which are runs but not
+# the project's: `compare`, `evaluate` and `serve` never pick a trial (the retrained best is a normal run).
+TUNE_DIR = "tune"
 LIBRARIES = (
     "torch",
     "torchvision",
@@ -141,13 +144,16 @@ def raise_refused_run_dir() -> None:
 
 
 def successful_runs(runs_dir: str | Path, project: str) -> list[Path]:
-    """Every run of `project` that finished, oldest first (by when `metrics.json` was written). A run whose
-    `metrics.json` is not readable JSON is passed over with a warning, so one broken folder breaks nothing else."""
+    """Every run of `project` that finished, oldest first (by when `metrics.json` was written), but not the trials of
+    `tune` (under `runs/<project>/tune/`). A run whose `metrics.json` is not readable JSON is passed over with a
+    warning, so one broken folder breaks nothing else."""
     root = Path(runs_dir).expanduser() / project
     if not root.is_dir():
         return []
     runs = []
     for metrics in root.rglob(METRICS_FILE):
+        if metrics.relative_to(root).parts[0] == TUNE_DIR:  # a search's trials: its own table, not the project's
+            continue
         try:
             if not isinstance(read_json(metrics), dict):
                 raise ValueError("not a JSON object")

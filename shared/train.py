@@ -26,6 +26,7 @@ from shared.monitor.reference import write_reference
 from shared.project import Evaluation, Project
 from shared.reports import write_model_card
 from shared.runs import CARD_FILE, METRICS_FILE, environment, git_commit, read_metrics, resolve_run
+from shared.tune.trial import CV_PREFIX, TrialOptions, cross_validated_scores
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +52,38 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     preparing = time.perf_counter() - started
     initialised_from = initialise_from(project, model, cfg)
     fitter = fitter_for(model)
+    trial = TrialOptions.of(cfg)
+    if trial.number is not None and isinstance(fitter, LightningFitter) and "val" not in data.splits:
+        raise UsageError(
+            f"a trial of a Lightning model is scored on val/{declared.headline}; this data has no validation split.",
+            "give the data a validation split in the search's overrides, or tune a scikit-learn model.",
+        )
     identity = run_identity()
     log.info("run %s: %s", run_dir, ", ".join(f"{k}={v}" for k, v in identity["choices"].items() if v) or "defaults")
     fit = fitter.fit(model, data, cfg, run_dir)
     if not fit.is_global_zero:
         return {}
     fitter.save(model, run_dir)
-    # Every held-out split the data has: a project that cross-validates on train instead has no `val`.
-    held_out = [split for split in data.splits if split != "train"]
+    # Every held-out split the data has (a project that cross-validates on train instead has no `val`); a trial
+    # of `tune` leaves test unread.
+    held_out = [split for split in data.splits if split != "train" and (trial.evaluate_test or split != "test")]
     evaluations = evaluate_splits(project, fitter, model, data, held_out, inference_device(cfg.trainer))
-    plots = write_plots(project, run_dir, evaluations["test"], data, model, fit.history)
-    reference = monitoring_reference(project, model, data, evaluations.get("test"), run_dir, cfg.seed)
     scores = {name: value for evaluation in evaluations.values() for name, value in evaluation.metrics.items()}
+    if trial.cv_folds:
+        scores |= cross_validated_scores(project, fitter, model, data, trial.cv_folds, cfg.seed)
+    # The project's plots are of the test evaluation: a trial gets its learning curves alone.
+    plots = write_plots(project, run_dir, evaluations.get("test"), data, model, fit.history)
+    reference = None
+    if trial.number is None:  # a trial of `tune` is scored and thrown away; the retrained best gets a reference
+        reference = monitoring_reference(project, model, data, evaluations.get("test"), run_dir, cfg.seed)
     details = model.details() if isinstance(model, Describes) else {}
     metrics = {
         "project": project.name,
         "model": _target(cfg.model),
         "experiment": cfg.get("experiment_name"),
         **identity,
-        "headline": f"test/{declared.headline}",
+        **({"trial": trial.record()} if trial.number is not None else {}),
+        "headline": f"{_headline_split(evaluations, scores)}/{declared.headline}",
         "metrics": scores,
         "goals": {name: str(declared.goal(name)) for name in scores},
         "monitor": OmegaConf.to_container(cfg.monitor),
@@ -229,6 +243,13 @@ def run_identity() -> dict[str, Any]:
     hydra = HydraConfig.get()
     choices = {group: choice for group, choice in hydra.runtime.choices.items() if not group.startswith("hydra")}
     return {"choices": dict(choices), "overrides": list(hydra.overrides.task)}
+
+
+def _headline_split(evaluations: dict[str, Any], scores: dict[str, float]) -> str:
+    """test, or for a trial (which reads no test) the cross-validation on train or else val."""
+    if "test" in evaluations:
+        return "test"
+    return CV_PREFIX if any(name.startswith(f"{CV_PREFIX}/") for name in scores) else "val"
 
 
 def _target(node: DictConfig) -> str:
