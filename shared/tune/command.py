@@ -17,31 +17,28 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from sqlalchemy.engine import make_url
+from omegaconf import DictConfig, OmegaConf
 
 from shared.checks import whole
 from shared.config import SHARED_CONFIGS, compose_config, hydra_set_aside, project_config_dir
 from shared.errors import Interrupted, PortfolioError, UsageError
 from shared.io import write_json
-from shared.metrics import Goal
 from shared.project import Project
 from shared.runs import TUNE_DIR, read_metrics, successful_runs
 from shared.tune import pruning, report
-from shared.tune.space import SearchSpace, check_keys, load_search, optuna_choice, override_value
+from shared.tune.space import check_keys, load_search, override_value
+from shared.tune.study import Tuning, create_study, objective_of, shown, storage_of
 from shared.tune.trial import CV_PREFIX
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 TRIAL_DIR = "trial-{number:04d}"
+STORAGE_ENV = "PORTFOLIO_TUNE_STORAGE"  # how the started workers get the study's URL (not on their command line)
 # What every trial adds: no progress bars or summaries from K workers at once, no test split, and the callback that
 # reports to Optuna (`shared.tune.pruning`), which a scikit-learn model never instantiates.
 QUIET = ["++trainer.enable_progress_bar=false", "++callbacks.progress_bar=null", "++trainer.enable_model_summary=false"]
@@ -49,45 +46,6 @@ QUIET = ["++trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
 
 class TrialFailed(Exception):
     """A trial's train failed (a crash, a value the model refused): recorded as a failed trial; the search goes on."""
-
-
-@dataclass(frozen=True)
-class Objective:
-    """What the study optimises: a metric's bare name (`acc`), read as `cv/acc` (scikit-learn) or `val/acc`."""
-
-    name: str
-    direction: str  # "maximize" | "minimize"
-
-    @property
-    def label(self) -> str:
-        return f"val|cv/{self.name}"
-
-    def value(self, metrics: dict[str, float]) -> float | None:
-        for split in (CV_PREFIX, "val"):
-            if f"{split}/{self.name}" in metrics:
-                return float(metrics[f"{split}/{self.name}"])
-        return None
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """One tune command, checked: the project, its search space, the study and where it lives."""
-
-    project: Project
-    config_dir: Path
-    space: SearchSpace
-    study: str
-    storage: str
-    objective: Objective
-    train_overrides: tuple[str, ...]
-    runs_dir: Path
-    cv_folds: int
-    seed: int
-
-    @property
-    def folder(self) -> Path:
-        """runs/<project>/tune/<study>/: the trials, the table, the plots, the summary."""
-        return self.runs_dir / self.project.name / TUNE_DIR / self.study
 
 
 def tune_command(project: Project, cfg: DictConfig) -> int | None:
@@ -144,7 +102,7 @@ def prepare(project: Project, cfg: DictConfig) -> Tuning:
             f"check overrides: and trial_overrides: against python -m projects.{project.name} train --cfg job",
         ) from error
     check_keys(space, composed, _group_options(config_dir))
-    objective = _objective(project, composed, cfg.metric or space.metric)
+    objective = objective_of(project, composed, cfg.metric or space.metric)
     runs_dir = Path(str(composed.paths.runs_dir)).expanduser().resolve()
     storage = str(cfg.storage or f"sqlite:///{runs_dir / project.name / TUNE_DIR / study}.db")
     if storage.startswith("sqlite:///"):
@@ -181,106 +139,6 @@ def _group_options(config_dir: Path) -> dict[str, list[str]]:
             if group.is_dir() and group.name not in ("hydra", "search"):
                 groups.setdefault(group.name, []).extend(sorted(path.stem for path in group.glob("*.yaml")))
     return groups
-
-
-def _objective(project: Project, composed: DictConfig, metric: str | None) -> Objective:
-    """The metric the study optimises and its declared direction. A test metric is refused: no trial reads test."""
-    declared = project.metrics_for(project.build_data(composed, composed.paths))
-    metric = str(metric or f"val/{declared.headline}")
-    split, separator, name = metric.rpartition("/")
-    if split == "test":
-        raise UsageError(
-            f"metric={metric} is a test metric: a search that chose by the test split would report an optimistic "
-            "figure, so no trial reads test.",
-            f"search on the validation metric, metric=val/{name} (cross-validated on train for scikit-learn models).",
-        )
-    if separator and split not in ("val", CV_PREFIX):
-        raise UsageError(f"metric={metric} is not a validation metric.", f"use metric=val/{declared.headline}.")
-    goal = declared.goal(name)
-    if goal not in (Goal.MAX, Goal.MIN):
-        raise UsageError(
-            f"metric={metric} has {'no declared direction' if goal is None else 'a target, not a direction'}.",
-            "search on one of: "
-            + ", ".join(f"val/{key}" for key, value in declared.goals.items() if value is not Goal.NEITHER),
-        )
-    return Objective(name, "maximize" if goal is Goal.MAX else "minimize")
-
-
-def shown(url: str) -> str:
-    """A storage URL fit for logs and summary.json: its password masked."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy reads: storage_of says so
-        return url
-
-
-def storage_of(url: str) -> optuna.storages.RDBStorage:
-    """The study's RDB storage. SQLite: several processes write one file, so each waits up to a minute for the lock.
-    Heartbeats mark a trial whose worker died as failed, so a resumed study does not wait on it."""
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120)
-    except Exception as error:  # a URL SQLAlchemy cannot read, a database it cannot reach, a missing driver
-        raise UsageError(
-            f"storage={shown(url)} cannot be opened ({type(error).__name__}: {str(error).splitlines()[0]}).",
-            "use a SQLAlchemy URL such as sqlite:///study.db or postgresql://user:password@host/db "
-            "(with its driver installed), or leave storage= out for the SQLite file under runs/.",
-        ) from error
-
-
-def create_study(tuning: Tuning, cfg: DictConfig, worker: int = 0) -> optuna.Study:
-    """The study, created or loaded by name (a study resumes where it stopped); a new one starts with the config's
-    own values (`baseline=true`: the untuned figure) and the search's `enqueue:` trials."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # `tune` logs each trial itself
-    pruner_cfg = tuning.space.pruner or OmegaConf.to_container(cfg.pruner)
-    try:
-        pruner = instantiate(pruner_cfg)
-    except Exception as error:
-        raise UsageError(
-            f"the pruner {pruner_cfg} cannot be built ({error}).", "name an optuna.pruners class."
-        ) from error
-    study = optuna.create_study(
-        storage=storage_of(tuning.storage),
-        study_name=tuning.study,
-        direction=tuning.objective.direction,
-        load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=tuning.seed + worker),
-        pruner=pruner,
-    )
-    if study.direction.name.lower() != tuning.objective.direction:
-        raise UsageError(
-            f"the study {tuning.study} in {shown(tuning.storage)} was created to {study.direction.name.lower()}, but "
-            f"{tuning.objective.name} is to {tuning.objective.direction}.",
-            "give this search another study=NAME.",
-        )
-    if worker == 0 and cfg.worker is None and not study.trials:
-        if cfg.baseline:
-            baseline = _baseline_values(tuning)
-            if baseline:
-                study.enqueue_trial(baseline, user_attrs={"baseline": True})
-        for params in tuning.space.enqueue:
-            study.enqueue_trial(dict(params))
-    return study
-
-
-def _baseline_values(tuning: Tuning) -> dict[str, Any]:
-    """The train config's own values of the searched keys, where they lie in the space: the untuned trial."""
-    composed = compose_config(
-        tuning.project.name, "train", [*tuning.space.overrides, *tuning.train_overrides], tuning.config_dir
-    )
-    values = {}
-    for param in tuning.space.params:
-        value = OmegaConf.select(composed, param.key, default=None)
-        if isinstance(value, DictConfig | ListConfig):
-            value = OmegaConf.to_container(value, resolve=True)
-        if param.kind == "categorical":
-            if optuna_choice(value) in [optuna_choice(choice) for choice in param.choices]:
-                values[param.key] = optuna_choice(value)
-        elif isinstance(value, int | float) and not isinstance(value, bool) and param.low <= value <= param.high:
-            values[param.key] = value
-    return values
 
 
 def optimize(tuning: Tuning, cfg: DictConfig, trials: int, timeout: float | None, worker: int) -> None:
@@ -373,14 +231,18 @@ def start_workers(tuning: Tuning, cfg: DictConfig, trials: int, timeout: float |
     arguments = [
         f"search={tuning.space.name}",
         f"study={tuning.study}",
-        f"storage={override_value(tuning.storage)}",
+        f"storage=${{oc.env:{STORAGE_ENV}}}",  # the URL itself, password and all, stays out of the process list
         f"seed={tuning.seed}",
         f"cv_folds={tuning.cv_folds}",
         f"timeout={cfg.timeout if cfg.timeout is not None else 'null'}",
         f"metric={override_value(cfg.metric) if cfg.metric else 'null'}",
         "train=[" + ",".join(override_value(item) for item in tuning.train_overrides) + "]",
     ]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        STORAGE_ENV: tuning.storage,
+    }
     processes = [
         subprocess.Popen(
             [
