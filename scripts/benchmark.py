@@ -114,7 +114,7 @@ def vision_test_accuracy_by_tta(run_dir: Path) -> dict[str, object]:
     """The trained model's test accuracy under each test-time augmentation (none, mirror, mirror_translate)."""
     from projects.vision.models import VisionClassifier
     from shared.config import compose_config
-    from shared.fitters import inference_device
+    from shared.devices import inference_device
     from shared.runs import load_run
 
     project = load_project("vision")

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from shared.config import compose_config  # noqa: E402
-from shared.fitters import inference_device  # noqa: E402
+from shared.devices import inference_device  # noqa: E402
 from shared.predict import predict_values, read_items  # noqa: E402
 from shared.registry import load_project  # noqa: E402
 from shared.runs import load_run  # noqa: E402

@@ -32,8 +32,8 @@ from omegaconf import DictConfig  # noqa: E402
 from projects.mnist.data import DigitImages  # noqa: E402
 from projects.mnist.degrade import DEGRADATIONS, degrade  # noqa: E402
 from shared.config import compose_config  # noqa: E402
+from shared.devices import inference_device  # noqa: E402
 from shared.errors import PortfolioError, UsageError  # noqa: E402
-from shared.fitters import inference_device  # noqa: E402
 from shared.project import Project  # noqa: E402
 from shared.registry import load_project  # noqa: E402
 from shared.runs import Run, load_run  # noqa: E402

@@ -13,8 +13,9 @@ import torch
 from omegaconf import DictConfig
 
 from shared.data import ProjectData
+from shared.devices import inference_device
 from shared.errors import UsageError
-from shared.fitters import Fitter, inference_device
+from shared.fitters import Fitter
 from shared.io import OutputError, write_json
 from shared.project import Evaluation, Project
 from shared.reports import plot_learning_curves

@@ -17,8 +17,8 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from shared.capabilities import Explains, format_explanation
+from shared.devices import inference_device
 from shared.errors import RecordError, UsageError
-from shared.fitters import inference_device
 from shared.io import atomic_path, finite_values
 from shared.project import PredictItem, Project
 from shared.reports import markdown_table

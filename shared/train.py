@@ -17,9 +17,10 @@ from shared.capabilities import Describes
 from shared.checks import seed
 from shared.config import CONFIG_FILE, save_config
 from shared.data import ProjectData
+from shared.devices import inference_device
 from shared.errors import PortfolioError, UsageError
 from shared.evaluate import evaluate_splits, format_metrics, write_plots
-from shared.fitters import LightningFitter, first_line, fitter_for, inference_device, read_plain_checkpoint
+from shared.fitters import LightningFitter, first_line, fitter_for, read_plain_checkpoint
 from shared.io import write_json
 from shared.metrics import Goal, Metrics
 from shared.monitor.reference import write_reference

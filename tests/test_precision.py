@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shared import fitters
+from shared import devices
 
 
 @pytest.mark.parametrize(
@@ -19,17 +19,17 @@ from shared import fitters
     ],
 )
 def test_cpu_precision(monkeypatch: pytest.MonkeyPatch, precision: str, computes_bf16: bool, expected: str) -> None:
-    monkeypatch.setattr(fitters, "cpu_computes_bf16", lambda: computes_bf16)
-    assert fitters.resolve_precision("cpu", precision) == expected
+    monkeypatch.setattr(devices, "cpu_computes_bf16", lambda: computes_bf16)
+    assert devices.resolve_precision("cpu", precision) == expected
 
 
 @pytest.mark.parametrize("precision", ["auto", "mixed"])
 def test_gpu_precision_follows_the_card(monkeypatch: pytest.MonkeyPatch, precision: str) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert fitters.resolve_precision("gpu", precision) == "16-mixed"
+    assert devices.resolve_precision("gpu", precision) == "16-mixed"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert fitters.resolve_precision("gpu", precision) == "bf16-mixed"
+    assert devices.resolve_precision("gpu", precision) == "bf16-mixed"
 
 
 def test_this_machine_is_named_with_its_instruction_set() -> None:
-    assert torch.backends.cpu.get_cpu_capability() in fitters.device_name_of_cpu()
+    assert torch.backends.cpu.get_cpu_capability() in devices.device_name_of_cpu()

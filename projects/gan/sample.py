@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 from projects.gan.module import Gan
 from projects.gan.plots import save_mosaic, save_png
 from shared import checks
+from shared.devices import inference_device
 from shared.errors import UsageError
-from shared.fitters import inference_device
 from shared.io import OutputError, atomic_path
 from shared.project import Project
 from shared.runs import load_run

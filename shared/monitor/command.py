@@ -20,8 +20,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from shared import checks
+from shared.devices import inference_device
 from shared.errors import UsageError
-from shared.fitters import inference_device
 from shared.monitor.drift import (
     FeatureDrift,
     Thresholds,

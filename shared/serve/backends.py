@@ -17,9 +17,10 @@ from typing import Any, Protocol
 import torch
 from omegaconf import DictConfig
 
+from shared.devices import inference_device
 from shared.errors import UsageError
 from shared.export import refuse_unexportable
-from shared.fitters import SklearnFitter, inference_device
+from shared.fitters import SklearnFitter
 from shared.onnx_runtime import ONNX_FILE, OnnxFitter, onnx_run
 from shared.project import Project
 from shared.runs import Run, load_run
