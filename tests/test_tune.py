@@ -10,9 +10,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 
 from shared.cli import tune_overrides
+from shared.config import project_config_dir
+from shared.registry import load_project, project_names
 from shared.runs import successful_runs
+from shared.tune.command import prepare
 from tests.conftest import refused
 from tests.tiny_project.project import TinyProject
 
@@ -131,3 +135,21 @@ def test_other_overrides_go_to_the_trials_train() -> None:
         "train=['trainer=cpu','model.C=0.5']",
     ]
     assert tune_overrides(["search=x", "workers=2"]) == ["search=x", "workers=2"]
+
+
+def _search_spaces() -> list[tuple[str, str]]:
+    return [
+        (name, path.stem) for name in project_names() for path in sorted(project_config_dir(name).glob("search/*.yaml"))
+    ]
+
+
+@pytest.mark.parametrize(("name", "search"), _search_spaces(), ids=lambda value: str(value))
+def test_every_shipped_search_space_composes_with_its_project(name: str, search: str, isolated: Path) -> None:
+    """Each project's search files pass the checks a tune makes before its first trial: every key in the composed
+    train config, every group option real, a validation objective with a declared direction."""
+    train = ["judge=/nowhere/judge"] if name == "gan" else []  # the GAN's judge is looked up only when it measures
+    cfg = OmegaConf.create({"search": search, "study": None, "storage": None, "train": train, "metric": None})
+    cfg.cv_folds, cfg.seed = None, 42
+    tuning = prepare(load_project(name), cfg)
+    assert tuning.space.params and tuning.objective.direction in ("maximize", "minimize")
+    assert not tuning.objective.name.startswith("test")
