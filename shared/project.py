@@ -196,10 +196,17 @@ class Project:
         test split looks shifted), else `train`."""
         return "val" if "val" in data.splits else "train"
 
-    def monitored_predictions(self, outputs: Any) -> Features:
-        """The model's typed outputs (`outputs`) as what prediction drift is tested on: the predicted class, the
-        predicted value. Empty (the default): no prediction drift."""
+    def monitored_predictions(self, data: ProjectData, outputs: Any) -> Features:
+        """The model's typed outputs (`outputs`: of the test split at train time, or `monitored_outputs` of new
+        inputs) as what prediction drift is tested on: the predicted class, the predicted value. Empty (the
+        default): no prediction drift."""
         return Features()
+
+    def monitored_outputs(self, run: Run, inputs: Any) -> Any:
+        """The run's typed outputs for monitored inputs (`monitored_inputs`), as `monitored_predictions` takes them:
+        by default the model's predictions; a project whose records are queries answers them as `predict` does
+        (a user the model has never seen gets the cold-start answer, not the model's)."""
+        return self.outputs(run.fitter.predict(run.model, run.data, inputs, run.device))
 
     def monitored_inputs(self, run: Run, values: list[Any]) -> Any:
         """Parsed records (`parse_record`) as the inputs `monitored_features` and the run's fitter take: by default

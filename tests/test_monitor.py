@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 
 from projects.housing.data import synthetic_frame
+from shared.config import compose_config
 from shared.monitor.command import DRIFT_EXIT_CODE
+from shared.registry import load_project
+from shared.runs import load_run
 from shared.serve.answering import Answer, Incoming, RequestLog
 from tests.conftest import finished_runs, refused, train_one
 from tests.tiny_project.project import TinyProject
@@ -174,3 +177,28 @@ def test_init_from_starts_a_network_from_a_finished_runs_weights(cli, isolated: 
     refused(cli("mnist", "train", *MNIST, "model.hidden=[16]", f"init_from={first}"), 2, "do not fit")
     refused(cli("housing", "train", *HOUSING, f"init_from={housing_run}"), 2, "scikit-learn", "data.extra")
     refused(cli("mnist", "train", *MNIST, f"init_from={housing_run}"), 2, "housing")
+
+
+def test_recommender_prediction_drift_is_the_answered_scores_of_the_pairs(cli, isolated: Path, tmp_path: Path) -> None:
+    """Rating protocol: the reference is the test pairs' predicted ratings. Half the test pairs asked again are
+    not flagged on them (the synthetic split's users may be, on `user_history`: that reference is the training pairs);
+    the same items asked for by users nobody knows get cold-start scores, flagged on `prediction:score`."""
+    run = train_one(cli, isolated, "recommender", "data=synthetic", "model=bias", "trainer=cpu", "logger=csv")
+    data = load_run(
+        load_project("recommender"), run, compose_config("recommender", "predict", [f"run={run}"]).paths
+    ).prepared_data
+    pairs = data.inputs("test")
+    test_pairs = pd.DataFrame({"user": data.user_ids[pairs[:, 0]], "item": data.item_ids[pairs[:, 1]]})
+    test_pairs.sample(frac=0.5, random_state=0).to_csv(tmp_path / "test_pairs.csv", index=False)
+    assert cli("recommender", "monitor", f"run={run}", f"input={tmp_path / 'test_pairs.csv'}").code in (0, 4)
+    report = _report(run)[0]
+    [score] = [feature for feature in report["features"] if feature["source"] == "prediction"]
+    assert score["feature"] == "score" and score["test"] == "ks" and score["statistic"] < 0.05
+    assert "prediction:score" not in report["drifted_features"]
+
+    first_new = int(max(int(user) for user in data.user_ids)) + 1
+    new_users = test_pairs.assign(user=first_new + np.arange(len(test_pairs)) % 50)
+    new_users.to_csv(tmp_path / "new_users.csv", index=False)
+    shifted = cli("recommender", "monitor", f"run={run}", f"input={tmp_path / 'new_users.csv'}")
+    assert shifted.code == DRIFT_EXIT_CODE, shifted.err + shifted.out
+    assert {"input:user", "prediction:score"} <= set(_report(run)[0]["drifted_features"])

@@ -122,4 +122,4 @@ def test_recommender_new_users(cli, recommender: Run, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     assert _monitor(cli, recommender, BENCHMARK.recommender_test(recommender, rng, SIZE), tmp_path) == (0, [])
     code, drifted = _monitor(cli, recommender, BENCHMARK.recommender_new_users(recommender, rng, SIZE), tmp_path)
-    assert code == DRIFT_EXIT_CODE and {"input:user", "input:user_history"} <= set(drifted)
+    assert code == DRIFT_EXIT_CODE and {"input:user", "input:user_history", "prediction:score"} <= set(drifted)

@@ -85,7 +85,7 @@ class HousingProject(Project):
             categories={c.name: inputs[c.name].to_numpy() for c in data.features if c.categories},
         )
 
-    def monitored_predictions(self, outputs: Estimates) -> Features:
+    def monitored_predictions(self, data: ProjectData, outputs: Estimates) -> Features:
         return Features(numbers={"predicted_value": outputs.values})
 
 

@@ -72,7 +72,7 @@ class MnistProject(Project):
             embedding=embedding,
         )
 
-    def monitored_predictions(self, outputs: np.ndarray) -> Features:
+    def monitored_predictions(self, data: ProjectData, outputs: np.ndarray) -> Features:
         return predicted_class_features(outputs)
 
     def predict_rows(self, run: Run, values: list[Any], cfg: DictConfig) -> list[list[dict[str, Any]]]:

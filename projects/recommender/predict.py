@@ -91,6 +91,29 @@ def query_pairs(queries: list[Query]) -> np.ndarray:
     return pairs
 
 
+@dataclass(frozen=True)
+class PairScores:
+    """The scores `predict` answers for (user, item) pairs: the model's for a known user, the cold-start score for an
+    unknown one. What the recommender's prediction drift is measured on."""
+
+    values: np.ndarray
+
+
+def pair_scores(run: Run, data: Interactions, pairs: np.ndarray) -> PairScores:
+    """Each monitored pair's answer (`query_pairs`; a top-k query has no item, so no score, and is left out)."""
+    pairs = np.asarray(pairs)[np.asarray(pairs)[:, 1] >= 0]
+    known = pairs[:, 0] >= 0
+    scores = np.zeros(len(pairs), np.float64)
+    scores[~known] = [_cold_score(data, int(item)) for item in pairs[~known, 1]]
+    if known.any():
+        if data.protocol == RANKING:  # a ranking model scores a user's whole catalogue at once
+            users, rows = np.unique(pairs[known, 0], return_inverse=True)
+            scores[known] = _predict(run, data, users)[rows, pairs[known, 1]]
+        else:
+            scores[known] = _predict(run, data, pairs[known])
+    return PairScores(scores)
+
+
 def query_schema(data: Interactions) -> RecordSchema:
     """The HTTP record of a query, with an example asking for a known user's top 5."""
     return RecordSchema(QueryRecord, example={"user": _plain_id(data.user_ids[0]), "k": 5})

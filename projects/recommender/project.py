@@ -130,6 +130,23 @@ class RecommenderProject(Project):
         and what is measured of them (history, popularity) is counted, not learned by the model."""
         return "train"
 
+    def monitored_outputs(self, run: Run, inputs: np.ndarray) -> predict.PairScores:
+        """The score `predict` answers for each monitored pair, the cold-start score for a user it does not know."""
+        return predict.pair_scores(run, _interactions(run.prepared_data), inputs)
+
+    def monitored_predictions(self, data: ProjectData, outputs: predict.PairScores | np.ndarray) -> Features:
+        """The answered scores (`score`): of new pairs, or of the test split's pairs (the test ratings' predictions;
+        under ranking, the scores of each test user's held-out items, as a request for each test pair would get)."""
+        interactions = _interactions(data)
+        if isinstance(outputs, predict.PairScores):
+            scores = outputs.values
+        elif interactions.protocol == RANKING:
+            users, items = np.nonzero(interactions.targets("test"))
+            scores = np.asarray(outputs)[users, items]
+        else:
+            scores = np.asarray(outputs)
+        return Features(numbers={"score": np.asarray(scores, np.float64)})
+
     def monitored_features(self, model: Any, data: ProjectData, inputs: np.ndarray) -> Features:
         """Who asks and about what: whether the user has a training history (`user`: known or new), how long it is,
         and how popular the item is (training interactions). A file of new users shows in all of them."""

@@ -88,7 +88,7 @@ class SentimentProject(Project):
     def monitored_features(self, model: Any, data: ProjectData, inputs: list[str]) -> Features:
         return text_features(model, inputs)
 
-    def monitored_predictions(self, outputs: np.ndarray) -> Features:
+    def monitored_predictions(self, data: ProjectData, outputs: np.ndarray) -> Features:
         return predicted_class_features(outputs, CLASS_NAMES)
 
     def annotate_predictions(

@@ -99,8 +99,7 @@ def drift_of(
         raise UsageError(f"{project.name} measured nothing of these inputs.", "check its monitored_features.")
     predicted = Features()
     if not reference.predictions.empty:
-        outputs = project.outputs(run.fitter.predict(run.model, run.data, inputs, run.device))
-        predicted = project.monitored_predictions(outputs)
+        predicted = project.monitored_predictions(run.data, project.monitored_outputs(run, inputs))
     return compare(reference, measured, predicted, seed)
 
 
@@ -196,7 +195,7 @@ def reference_for(project: Project, run: Run, cfg: DictConfig) -> Reference:
     if not values:
         raise UsageError(f"no readable inputs in reference {path}.", f"pass inputs in the predict format: {path}")
     inputs = project.monitored_inputs(run, values)
-    outputs = project.outputs(run.fitter.predict(run.model, run.data, inputs, run.device))
+    outputs = project.monitored_outputs(run, inputs)
     reference = build_reference(project, run.model, run.data, inputs, outputs, str(path))
     assert reference is not None  # the project monitors its inputs (checked first)
     return reference

@@ -72,7 +72,7 @@ def build_reference(
     measured = project.monitored_features(model, data, take(inputs, chosen))
     if measured is None:
         return None
-    predictions = project.monitored_predictions(outputs) if outputs is not None else Features()
+    predictions = project.monitored_predictions(data, outputs) if outputs is not None else Features()
     reference = Reference(measured, predictions, f"{source}: {len(chosen)} of {count} inputs")
     if measured.embedding is not None and len(measured.embedding) > 1:
         embedding = measured.embedding
