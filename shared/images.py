@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # Pixels per image, checked from the header before anything is decoded: a 6000×6000 photo is 36 megapixels; a
@@ -195,3 +198,40 @@ def _npy_items(path: Path, parse: Callable[[str, Any], PredictItem]) -> list[Pre
     except RecordError as error:
         raise DataError(f"{path}: {error}.", "save the images' pixels as 0-1, 0-255 or 0-65535 values.") from error
     return [parse(str(index), np.asarray(image, dtype=np.float64) / scale) for index, image in enumerate(array)]
+
+
+def labelled_images(
+    folder: Path, class_names: tuple[str, ...], convert: Callable[[Path], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`train data.extra=FOLDER` for image data: every image of `folder/<class>/`, converted by `convert` (the
+    project's own conversion, as `predict` converts an image), stacked, with its class's index in `class_names`.
+
+    A file that does not convert is skipped and named in a warning, as in a training folder; a folder that is not a
+    class, or no readable image at all, is a `UsageError` that names the classes."""
+    layout = f"a folder of <class>/<image> with the classes {', '.join(class_names)}"
+    if not folder.is_dir():
+        raise UsageError(f"data.extra={folder} is not a folder.", f"pass {layout}.")
+    classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    unknown = [name for name in classes if name not in class_names]
+    if unknown or not classes:
+        found = f"folders {', '.join(unknown)} are not classes" if unknown else "it holds no class folders"
+        raise UsageError(f"data.extra={folder}: {found}.", f"pass {layout}.")
+    images, labels, skipped = [], [], []
+    for name in classes:
+        for file in sorted((folder / name).iterdir()):
+            if not file.is_file() or file.name.startswith(".") or file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                images.append(convert(file))
+            except RecordError as error:
+                skipped.append(f"{name}/{file.name} ({error})")
+                continue
+            labels.append(class_names.index(name))
+    if skipped:
+        log.warning("data.extra: skipped %d unreadable image(s): %s", len(skipped), "; ".join(skipped[:5]))
+    if not images:
+        raise UsageError(
+            f"data.extra={folder} holds no readable images ({len(skipped)} unreadable).",
+            f"pass {layout} ({', '.join(sorted(IMAGE_SUFFIXES))}).",
+        )
+    return np.stack(images), np.asarray(labels, np.int64)

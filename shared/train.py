@@ -142,12 +142,13 @@ def train(project: Project, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def add_extra_rows(data: ProjectData, extra: Any) -> int:
-    """`data.extra=FILE`: the file's labelled rows appended to the (prepared) train split; how many were added."""
+    """`data.extra=FILE|FOLDER`: its labelled rows appended to the (prepared) train split; how many were added. The
+    data checks the form (a file of rows, a folder of labelled images)."""
     if not extra:
         return 0
     path = Path(str(extra)).expanduser()
-    if not path.is_file():
-        raise UsageError(f"data.extra={extra} is not a file.", "pass labelled rows in the project's input format.")
+    if not path.exists():
+        raise UsageError(f"data.extra={extra} does not exist.", "pass labelled rows in the project's input format.")
     added = data.add_train_rows(path)
     log.info("data.extra: %d labelled rows from %s added to the train split", added, path)
     return added

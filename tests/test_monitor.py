@@ -162,9 +162,33 @@ def test_the_loop_monitor_retrain_on_new_rows_compare_promote(cli, isolated: Pat
 
 def test_data_extra_is_refused_where_the_data_takes_none_and_for_a_missing_file(cli, tmp_path: Path) -> None:
     refused(cli("housing", "train", *HOUSING, f"data.extra={tmp_path / 'no.csv'}"), 2, "data.extra")
-    rows = tmp_path / "rows.npy"
-    np.save(rows, np.zeros((3, 28, 28), np.uint8))
-    refused(cli("mnist", "train", *MNIST, f"data.extra={rows}"), 2, "no extra training rows")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user,item,rating\n1,1,5\n")
+    recommender = ("data=synthetic", "model=bias", "trainer=cpu", "logger=csv")
+    refused(cli("recommender", "train", *recommender, f"data.extra={pairs}"), 2, "no extra training rows")
+
+
+def test_data_extra_adds_labelled_digit_folders_to_the_train_split(cli, isolated: Path, tmp_path: Path) -> None:
+    """mnist's new labelled rows: `<digit>/<image>` folders, converted as predict converts them; an unreadable file
+    is skipped, a folder that is not a class or a file instead of a folder is refused."""
+    from PIL import Image
+
+    from projects.mnist.data import synthetic_digit
+
+    folder = tmp_path / "new_digits"
+    for digit in (3, 7):
+        (folder / str(digit)).mkdir(parents=True)
+        for copy in range(4):
+            pixels = np.round(np.roll(synthetic_digit(digit), copy, axis=1) * 255).astype(np.uint8)
+            Image.fromarray(pixels).resize((56, 56)).save(folder / str(digit) / f"{copy}.png")
+    (folder / "7" / "broken.png").write_bytes(b"not a png")
+    run = train_one(cli, isolated, "mnist", *MNIST, f"data.extra={folder}")
+    card = json.loads((run / "metrics.json").read_text())
+    assert card["data"]["extra train rows"] == 8
+    assert card["data"]["train examples"] == 600 - 120 + 8  # data=synthetic: 600 images, 20% held out for val
+    refused(cli("mnist", "train", *MNIST, f"data.extra={folder / '3' / '0.png'}"), 2, "not a folder", "<class>/")
+    (folder / "seven").mkdir()
+    refused(cli("mnist", "train", *MNIST, f"data.extra={folder}"), 2, "seven", "0, 1, 2")
 
 
 def test_init_from_starts_a_network_from_a_finished_runs_weights(cli, isolated: Path, housing_run: Path) -> None:

@@ -26,6 +26,7 @@ from projects.mnist.augment import Augmentation
 from shared import checks
 from shared.data import DataFile, ImageSplits, fetch_files, holdout_indices, tensor_loader
 from shared.errors import DataError
+from shared.images import labelled_images
 
 MEAN, STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set, as the literature normalises
 IMAGE_SIZE = 28
@@ -175,6 +176,18 @@ class DigitImages(ImageSplits):
         self._images = {"train": train_images[kept], "val": train_images[held_out], "test": test_images}
         self._labels = {"train": train_labels[kept], "val": train_labels[held_out], "test": test_labels}
         self._tensors = {}
+
+    def add_train_rows(self, path: Path) -> int:
+        """`train data.extra=FOLDER`: labelled images in `<class>/<image>` folders (the class names: 0-9 for digits,
+        Fashion-MNIST's names for clothes), converted as `predict` converts an image, added to the train split."""
+        from projects.mnist.predict import parse_digit  # predict imports this module
+
+        images, labels = labelled_images(path, self.class_names, lambda file: parse_digit(file, self.centred_digits))
+        pixels = np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
+        self._images["train"] = np.concatenate([self._images["train"], pixels])
+        self._labels["train"] = np.concatenate([self._labels["train"], labels.astype(self._labels["train"].dtype)])
+        self._tensors.pop("train", None)
+        return len(labels)
 
     def inputs(self, split: str) -> torch.Tensor:
         if split not in self._tensors:
