@@ -179,3 +179,20 @@ def test_a_short_preset_on_a_cifar10_subset_learns(cli, isolated: Path, mirror: 
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["data"]["test examples"] == 10000
     assert metrics["metrics"]["test/acc"] >= 0.45, metrics["metrics"]  # chance is 0.10
+
+
+def test_monitor_flags_darker_photos_on_brightness_and_not_the_test_images(cli, trained: Path, tmp_path: Path) -> None:
+    """The run keeps a reference of its val images; test images pass, the same images at 40% brightness (a darker
+    camera) are flagged on `mean_intensity`."""
+    assert (trained / "reference.npz").is_file()
+    images, _ = _test_images(200)
+    np.save(tmp_path / "test.npy", images)
+    unshifted = cli("vision", "monitor", f"run={trained}", f"input={tmp_path / 'test.npy'}")
+    assert unshifted.code == 0, unshifted.err + unshifted.out
+    np.save(tmp_path / "dark.npy", np.round(images * 0.4).astype(np.uint8))
+    dark = cli("vision", "monitor", f"run={trained}", f"input={tmp_path / 'dark.npy'}")
+    assert dark.code == 4, dark.err + dark.out
+    [folder] = sorted((trained / "monitoring").iterdir())[-1:]
+    report = json.loads((folder / "monitor.json").read_text())
+    assert "input:mean_intensity" in report["drifted_features"]
+    assert {feature["feature"] for feature in report["features"]} >= {"contrast", "colourfulness", "embedding"}

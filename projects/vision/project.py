@@ -6,17 +6,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from projects.vision import evaluate, predict
+from projects.vision.data import VisionImages
 from projects.vision.models import VisionClassifier
 from shared import checks
 from shared.api_schema import RecordSchema, image_record_schema
+from shared.capabilities import ExtractsFeatures
 from shared.classification import CLASSIFICATION_GOALS, class_columns, classification_scores
 from shared.data import ProjectData
 from shared.errors import RunNotFoundError
 from shared.images import image_items
 from shared.metrics import Metrics
+from shared.monitor.features import Features, network_features, predicted_class_features
 from shared.predict import parse_item
 from shared.project import Evaluation, PredictItem, Project
 from shared.runs import Run
@@ -64,6 +68,37 @@ class VisionProject(Project):
         top = checks.whole(cfg.get("top_k", 1), "top_k", example=3)
         columns = class_columns(run.predict(values), _classifier(run.model).class_names, top=top)
         return [[row] for row in columns]
+
+    # --- monitoring -----------------------------------------------------------------------------------
+    def monitored_features(self, model: Any, data: ProjectData, inputs: torch.Tensor) -> Features:
+        """Plain image statistics (brightness, contrast, colourfulness) of the uint8 images as the model takes them,
+        and the network's penultimate layer (`ExtractsFeatures`): what the model itself sees. A darker camera,
+        greyscale photos, or pictures of things CIFAR-10 never showed move one or the other."""
+        pixels = inputs.float().div(255.0).flatten(2)  # N×3×(H·W)
+        red, green, blue = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+        # Hasler and Süsstrunk's colourfulness: spread and mean of the opponent colour channels
+        red_green, yellow_blue = red - green, (red + green) / 2 - blue
+        colourfulness = torch.sqrt(red_green.std(dim=1) ** 2 + yellow_blue.std(dim=1) ** 2) + 0.3 * torch.sqrt(
+            red_green.mean(dim=1) ** 2 + yellow_blue.mean(dim=1) ** 2
+        )
+        embedding = network_features(model, inputs) if isinstance(model, ExtractsFeatures) else None
+        return Features(
+            numbers={
+                "mean_intensity": pixels.mean(dim=(1, 2)).numpy(),
+                "contrast": pixels.mean(dim=1).std(dim=1).numpy(),
+                "colourfulness": colourfulness.numpy(),
+            },
+            embedding=embedding,
+        )
+
+    def monitored_predictions(self, data: ProjectData, outputs: np.ndarray) -> Features:
+        return predicted_class_features(outputs, _images(data).class_names)
+
+
+def _images(data: ProjectData) -> VisionImages:
+    if not isinstance(data, VisionImages):
+        raise TypeError(f"the vision project's data is VisionImages, not {type(data).__name__}")
+    return data
 
 
 def _classifier(model: Any) -> VisionClassifier:
