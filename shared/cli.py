@@ -23,13 +23,8 @@ from shared.errors import Interrupted, PortfolioError, UsageError
 from shared.io import write_text
 from shared.logs import route_library_logs
 from shared.project import Command, Project
-from shared.runs import (
-    INTERRUPTED_FILE,
-    LAST_CHECKPOINT,
-    forget_sweep_dirs,
-    raise_refused_run_dir,
-    resume_overrides,
-)
+from shared.resume import resume_overrides
+from shared.runs import INTERRUPTED_FILE, LAST_CHECKPOINT, forget_sweep_dirs, raise_refused_run_dir
 
 
 def _train(project: Project, cfg: DictConfig) -> None:

@@ -38,7 +38,8 @@ from shared.io import atomic_path, write_json
 from shared.logs import quiet_loggers
 from shared.onnx_runtime import EXPORT_FILE, ONNX_FILE, OnnxPredictor, runtime_threads
 from shared.project import Project
-from shared.runs import Run, library_versions, load_run
+from shared.provenance import library_versions
+from shared.runs import Run, load_run
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,8 @@ that says what is missing, a folder that is not a finished run of the project.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import platform
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_object
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from shared.config import CONFIG_FILE, SHARED_CONFIGS, compose_config, load_run_config, project_config_dir
+from shared.config import CONFIG_FILE, SHARED_CONFIGS, load_run_config, project_config_dir
 from shared.errors import PortfolioError, RunNotFoundError, UsageError
-from shared.fitters import Fitter, first_line, fitter_that_saved, read_plain_checkpoint
+from shared.fitters import Fitter, first_line, fitter_that_saved
 from shared.io import OutputError, read_json
 
 if TYPE_CHECKING:
@@ -46,16 +43,6 @@ REQUEST_LOG = "requests.jsonl"  # `serve log_requests=true` appends each record 
 # runs/<project>/tune/: `tune`'s studies (<study>.db) and their trials (<study>/trial-NNNN/), which are runs but not
 # the project's: `compare`, `evaluate` and `serve` never pick a trial (the retrained best is a normal run).
 TUNE_DIR = "tune"
-LIBRARIES = (
-    "torch",
-    "torchvision",
-    "lightning",
-    "hydra-core",
-    "scikit-learn",
-    "pandas",
-    "numpy",
-    "torchmetrics",
-)
 
 
 def new_run_dir(runs_dir: str, project: str, name: str | None = None) -> str:
@@ -190,87 +177,6 @@ def resolve_run(run: str | Path | None, runs_dir: str | Path, project: str) -> P
     return runs[-1]
 
 
-def unfinished_runs(runs_dir: str | Path, project: str) -> list[Path]:
-    """Runs of `project` that stopped before `metrics.json` but left a checkpoint to resume, oldest first."""
-    root = Path(runs_dir).expanduser() / project
-    if not root.is_dir():
-        return []
-    runs = [path.parents[1] for path in root.rglob(LAST_CHECKPOINT) if not (path.parents[1] / METRICS_FILE).exists()]
-    return sorted(runs, key=lambda run: (run / LAST_CHECKPOINT).stat().st_mtime)
-
-
-def resume_overrides(project: Project, overrides: list[str]) -> list[str]:
-    """`train resume=RUN|latest` as the overrides that continue that run: its own command line again, into its
-    own folder, from its last full checkpoint (later overrides, `trainer=cpu` say, still apply)."""
-    asked = [item.partition("=")[2] for item in overrides if item.startswith("resume=")]
-    if not asked or asked[-1] in ("", "null"):
-        return overrides
-    others = [item for item in overrides if not item.startswith("resume=")]
-    # the runs folder, as the command line and the environment set it
-    paths = [item for item in others if item.startswith("paths.")]
-    runs_dir = compose_config(project.name, "train", paths, project.config_dir).paths.runs_dir
-    if asked[-1] == "latest":
-        candidates = unfinished_runs(runs_dir, project.name)
-        if not candidates:
-            raise UsageError(
-                f"no interrupted {project.name} run to resume under {Path(runs_dir) / project.name}.",
-                f"pass resume=<run folder>, or start one: python -m projects.{project.name} train",
-            )
-        run_dir = candidates[-1]
-    else:
-        run_dir = Path(asked[-1]).expanduser().resolve()
-    if (run_dir / METRICS_FILE).exists():
-        raise UsageError(f"{run_dir} finished already: there is nothing to resume.", "train a new run instead.")
-    if not (run_dir / LAST_CHECKPOINT).is_file():
-        raise UsageError(
-            f"{run_dir} has no {LAST_CHECKPOINT} to resume from (Lightning runs keep one from their first epoch).",
-            f"train again: python -m projects.{project.name} train",
-        )
-    saved = _saved_overrides(project, run_dir)
-    _refuse_untrusted_resume(project, run_dir, saved, others)
-    _check_last_checkpoint(run_dir / LAST_CHECKPOINT)
-    (run_dir / INTERRUPTED_FILE).unlink(missing_ok=True)
-    return [*saved, *others, f"resume={run_dir / LAST_CHECKPOINT}", f"hydra.run.dir={run_dir}"]
-
-
-def _saved_overrides(project: Project, run_dir: Path) -> list[str]:
-    """The command line a run was started with (`.hydra/overrides.yaml`), refused when it is not one a user could
-    have typed into a run: Hydra's own settings (its callbacks and logging run code) and config-group choices that
-    name a file by its path (`model=../../elsewhere/evil`, which Hydra would read) are not taken from a folder."""
-    saved_file = run_dir / ".hydra" / "overrides.yaml"
-    retrain = f"start a new run instead: python -m projects.{project.name} train"
-    try:
-        loaded = OmegaConf.load(saved_file) if saved_file.is_file() else []
-    except Exception as error:  # YAML errors of every kind
-        raise RunNotFoundError(f"{saved_file} is not readable YAML ({first_line(error)}).", retrain) from error
-    if not isinstance(loaded, list | ListConfig) or not all(isinstance(item, str) for item in loaded):
-        raise RunNotFoundError(f"{saved_file} is not a list of overrides.", retrain)
-    saved = [str(item) for item in loaded if not str(item).startswith(("resume=", "hydra.run.dir="))]
-    for item in saved:
-        key, _, value = item.lstrip("+~").partition("=")
-        group_path = "." not in key and any(mark in value for mark in ("/", "\\", ".."))
-        if key.startswith("hydra") or group_path:
-            raise RunNotFoundError(
-                f"{run_dir} was started with the override {item}, which a resumed run does not take from its folder.",
-                f"resume it with that override typed again if you mean it, or {retrain}",
-            )
-    return saved
-
-
-def _refuse_untrusted_resume(project: Project, run_dir: Path, saved: list[str], others: list[str]) -> None:
-    """Every `_target_` of the config a resume would train with must be the project's own code, one it declares
-    (`Project.trusted_targets`), one the shipped configs name (Lightning's callbacks and loggers), or one typed on
-    this command line: a folder's saved `+callbacks.x._target_=os.system` is a file, not an instruction."""
-    try:
-        composed = compose_config(project.name, "train", [*saved, *others], project.config_dir)
-    except Exception:  # an override Hydra refuses: it refuses it again when the command runs, before any code
-        return
-    typed = {value for key, _, value in (item.partition("=") for item in others) if key.endswith("_target_")}
-    allowed = {*project.trusted_targets, *shipped_targets(project), *typed}
-    where = f"{run_dir} (resumed with its overrides)"
-    _refuse_untrusted_targets(project, OmegaConf.to_container(composed, resolve=False), where, allowed)
-
-
 def shipped_targets(project: Project) -> set[str]:
     """The `_target_`s named by the configs that come with the code: the shared groups and the project's own."""
     folders = [SHARED_CONFIGS, project_config_dir(project.name, project.config_dir)]
@@ -289,18 +195,6 @@ def _collect_targets(node: Any, targets: set[str]) -> None:
     elif isinstance(node, list):
         for value in node:
             _collect_targets(value, targets)
-
-
-def _check_last_checkpoint(path: Path) -> None:
-    """A resumable checkpoint: a dict of tensors and plain values (loaded as Lightning will, `weights_only`) with the
-    state Lightning restores; a damaged file, or one holding other objects, is refused with the reason."""
-    checkpoint = read_plain_checkpoint(
-        path, "resumed from", "start a new run: the run's other files are left as they are."
-    )
-    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= set(checkpoint):
-        raise RunNotFoundError(
-            f"{path} is not a full Lightning checkpoint (no state_dict and loops to resume).", "start a new run."
-        )
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
@@ -396,12 +290,12 @@ def load_run(
         config = OmegaConf.merge(config, {"data": data})
     for node in ("model", "data"):
         contents = OmegaConf.to_container(config[node], resolve=False) if node in config else None
-        _refuse_untrusted_targets(project, contents, f"{directory / CONFIG_FILE}: {node}", set(project.trusted_targets))
+        refuse_untrusted_targets(project, contents, f"{directory / CONFIG_FILE}: {node}", set(project.trusted_targets))
     model = fitter.load(config.model, directory, (project.package,))
     return Run(project, directory, config, metrics, fitter, model, paths, device or torch.device("cpu"))
 
 
-def _refuse_untrusted_targets(project: Project, node: Any, where: str, allowed: set[str]) -> None:
+def refuse_untrusted_targets(project: Project, node: Any, where: str, allowed: set[str]) -> None:
     """Every `_target_` in `node` (a plain container) must be the project's own code (`own_code`) or in `allowed`
     (the library estimators the project declares, `Project.trusted_targets`): a config naming `shutil.rmtree` is a
     file, not an instruction."""
@@ -415,10 +309,10 @@ def _refuse_untrusted_targets(project: Project, node: Any, where: str, allowed: 
                 f"{' or ' + named if named else ''}; retrain the run.",
             )
         for value in node.values():
-            _refuse_untrusted_targets(project, value, where, allowed)
+            refuse_untrusted_targets(project, value, where, allowed)
     elif isinstance(node, list):
         for value in node:
-            _refuse_untrusted_targets(project, value, where, allowed)
+            refuse_untrusted_targets(project, value, where, allowed)
 
 
 def own_code(project: Project, target: str) -> bool:
@@ -432,38 +326,3 @@ def own_code(project: Project, target: str) -> bool:
     except Exception:  # no such object: not the project's, and Hydra could not build it either
         return False
     return str(getattr(found, "__module__", None) or "").startswith(project.package)
-
-
-def git_commit() -> str | None:
-    """The commit of the code that ran, with '+dirty' when the tree had changes; None outside git."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-def environment() -> dict[str, Any]:
-    """Library versions, Python and platform: what a reader needs to reproduce a number."""
-    return {"python": platform.python_version(), "platform": platform.platform(), **library_versions(LIBRARIES)}
-
-
-def library_versions(libraries: tuple[str, ...]) -> dict[str, str | None]:
-    """Each installed library's version, None for one that is not installed."""
-    versions: dict[str, str | None] = {}
-    for library in libraries:
-        try:
-            versions[library] = importlib.metadata.version(library)
-        except importlib.metadata.PackageNotFoundError:
-            versions[library] = None
-    return versions

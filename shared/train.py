@@ -25,8 +25,9 @@ from shared.io import write_json
 from shared.metrics import Goal, Metrics
 from shared.monitor.reference import write_reference
 from shared.project import Evaluation, Project
+from shared.provenance import environment, git_commit
 from shared.reports import write_model_card
-from shared.runs import CARD_FILE, METRICS_FILE, environment, git_commit, read_metrics, resolve_run
+from shared.runs import CARD_FILE, METRICS_FILE, read_metrics, resolve_run
 from shared.tune.trial import CV_PREFIX, TrialOptions, cross_validated_scores
 
 log = logging.getLogger(__name__)

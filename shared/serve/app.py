@@ -42,7 +42,8 @@ from shared.config import project_config_dir
 from shared.errors import PortfolioError, RecordError, RunNotFoundError
 from shared.project import Project
 from shared.promotion import promoted_run, served_run_dir
-from shared.runs import REQUEST_LOG, Run, git_commit
+from shared.provenance import git_commit
+from shared.runs import REQUEST_LOG, Run
 from shared.serve.answering import RECORD_FIX, Answerer, Incoming, ModelWorker, RequestLog
 from shared.serve.backends import engine, load_backend
 from shared.serve.settings import ServeSettings
