@@ -147,7 +147,8 @@ def _search_spaces() -> list[tuple[str, str]]:
 def test_every_shipped_search_space_composes_with_its_project(name: str, search: str, isolated: Path) -> None:
     """Each project's search files pass the checks a tune makes before its first trial: every key in the composed
     train config, every group option real, a validation objective with a declared direction."""
-    train = ["judge=/nowhere/judge"] if name == "gan" else []  # the GAN's judge is looked up only when it measures
+    # the GAN's judge is looked up only when it measures: a folder that does not exist is enough here
+    train = [f"judge={isolated / 'no-judge'}"] if name == "gan" else []
     cfg = OmegaConf.create({"search": search, "study": None, "storage": None, "train": train, "metric": None})
     cfg.cv_folds, cfg.seed = None, 42
     tuning = prepare(load_project(name), cfg)

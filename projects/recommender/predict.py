@@ -101,7 +101,8 @@ class PairScores:
 
 def pair_scores(run: Run, data: Interactions, pairs: np.ndarray) -> PairScores:
     """Each monitored pair's answer (`query_pairs`; a top-k query has no item, so no score, and is left out)."""
-    pairs = np.asarray(pairs)[np.asarray(pairs)[:, 1] >= 0]
+    pairs = np.asarray(pairs)
+    pairs = pairs[pairs[:, 1] >= 0]
     known = pairs[:, 0] >= 0
     scores = np.zeros(len(pairs), np.float64)
     scores[~known] = [_cold_score(data, int(item)) for item in pairs[~known, 1]]

@@ -142,10 +142,10 @@ class RecommenderProject(Project):
             scores = outputs.values
         elif interactions.protocol == RANKING:
             users, items = np.nonzero(interactions.targets("test"))
-            scores = np.asarray(outputs)[users, items]
+            scores = outputs[users, items]
         else:
-            scores = np.asarray(outputs)
-        return Features(numbers={"score": np.asarray(scores, np.float64)})
+            scores = outputs
+        return Features(numbers={"score": scores})
 
     def monitored_features(self, model: Any, data: ProjectData, inputs: np.ndarray) -> Features:
         """Who asks and about what: whether the user has a training history (`user`: known or new), how long it is,
