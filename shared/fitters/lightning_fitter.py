@@ -1,10 +1,4 @@
-"""How each kind of model is fitted, run, saved and loaded: Lightning modules and scikit-learn estimators.
-
-The flows in `train`, `evaluate` and `predict` only talk to a `Fitter`, so a project may use
-either kind of model (or both) without the core assuming Lightning. Prediction never builds a
-`Trainer`: the module runs under `torch.inference_mode` on the run's device, fast enough to be
-called once per HTTP request.
-"""
+"""Lightning modules: a `Trainer` built from the `trainer`, `logger` and `callbacks` groups; prediction without one."""
 
 from __future__ import annotations
 
@@ -12,26 +6,18 @@ import logging
 import signal
 import time
 import warnings
-import zipfile
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_object, instantiate
+from hydra.utils import instantiate
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import move_data_to_device
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator, is_classifier
-from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
-from sklearn.pipeline import Pipeline
 
 from shared.capabilities import CarriesPreprocessor
 from shared.checks import whole
@@ -39,83 +25,11 @@ from shared.config import build
 from shared.data import ProjectData
 from shared.devices import device_name, require_cuda, resolve_precision
 from shared.errors import Interrupted, RunNotFoundError, UsageError
+from shared.fitters.base import FitResult, Fitter, first_line, preprocessed, read_plain_checkpoint
+from shared.fitters.estimator_files import load_estimator, save_estimator
 from shared.io import atomic_path
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FitResult:
-    """What a fit reports back: timing and throughput for `metrics.json`, history for the learning curves."""
-
-    seconds: float
-    samples_seen: int
-    device: str
-    precision: str = "32-true"
-    epochs: int | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-    is_global_zero: bool = True
-
-    @property
-    def samples_per_second(self) -> float:
-        return self.samples_seen / self.seconds if self.seconds > 0 else float("nan")
-
-
-class Fitter(ABC):
-    """Fit, run and store one kind of model."""
-
-    artifact: str  # file name of the saved model inside the run directory
-
-    @abstractmethod
-    def fit(self, model: Any, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
-        """Train `model` on the train split (validating on val when there is one), leaving it at its kept weights."""
-
-    @abstractmethod
-    def predict(self, model: Any, data: ProjectData, inputs: Any, device: torch.device | None = None) -> np.ndarray:
-        """Model outputs (probabilities, scores or values) for `inputs`, in order."""
-
-    @abstractmethod
-    def save(self, model: Any, run_dir: Path) -> Path:
-        """Store the model in the run directory."""
-
-    @abstractmethod
-    def load(self, model_cfg: DictConfig, run_dir: Path, trusted: tuple[str, ...]) -> Any:
-        """Rebuild the model of a finished run. `trusted`: the module prefixes (the project's own package) whose
-        classes and functions a saved scikit-learn object may hold; anything else is refused."""
-
-    @staticmethod
-    def parameter_count(model: Any) -> int | None:
-        """Number of learned parameters, where the model has a natural count."""
-        return None
-
-    def cross_validate(
-        self,
-        model: Any,
-        data: ProjectData,
-        folds: int,
-        score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
-        seed: int,
-    ) -> dict[str, float] | None:
-        """The mean of `score(targets, outputs)` over `folds` folds of the train split, each fitted afresh on the
-        rest; None for a kind of model that is not cross-validated (Lightning modules: `tune` scores them on val,
-        epoch by epoch, and prunes them there)."""
-        return None
-
-
-def fitter_for(model: Any) -> Fitter:
-    """The fitter that knows how to train `model`."""
-    if isinstance(model, LightningModule):
-        return LightningFitter()
-    if isinstance(model, BaseEstimator):
-        return SklearnFitter()
-    raise TypeError(f"{type(model).__name__} is neither a LightningModule nor a scikit-learn estimator")
-
-
-def fitter_that_saved(run_dir: Path) -> Fitter | None:
-    """The fitter whose artifact the run holds (`model.ckpt`: Lightning, `model.skops`: scikit-learn), if any."""
-    return next(
-        (fitter for fitter in (LightningFitter(), SklearnFitter()) if (run_dir / fitter.artifact).is_file()), None
-    )
 
 
 class History(Callback):
@@ -253,18 +167,6 @@ class LightningFitter(Fitter):
         return sum(parameter.numel() for parameter in model.parameters())
 
 
-def read_plain_checkpoint(path: Path, use: str, fix: str) -> Any:
-    """A checkpoint read `weights_only` (tensors and plain values: torch refuses anything that would run code);
-    a damaged file, or one holding other objects, is a `RunNotFoundError` saying it cannot be `use`d, with `fix`."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # damaged (EOFError, RuntimeError) or not plain data (UnpicklingError)
-        raise RunNotFoundError(
-            f"{path} cannot be {use}: it is damaged or holds more than weights and plain values ({first_line(error)}).",
-            fix,
-        ) from error
-
-
 def _fit_or_raise_interrupted(
     trainer: Trainer, model: LightningModule, train_loader: Any, val_loader: Any, resume: str | None
 ) -> None:
@@ -286,18 +188,6 @@ def _fit_or_raise_interrupted(
         raise Interrupted(signal.SIGINT)
 
 
-def first_line(error: BaseException) -> str:
-    """An exception's first sentence (its type when it has no message), for an error that quotes it."""
-    text = str(error).strip()
-    return text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(error).__name__
-
-
-def preprocessed(model: LightningModule, inputs: Any) -> Any:
-    """`inputs` through the module's fitted scikit-learn preprocessor, when it carries one."""
-    return model.preprocessor.transform(inputs) if isinstance(model, CarriesPreprocessor) else inputs
-
-
-# Trainer options that must be whole numbers, and their least value (None allowed where Lightning takes it).
 _COUNTS = {
     "max_epochs": 1,
     "min_epochs": 0,
@@ -336,115 +226,3 @@ def _trainer_options(cfg: DictConfig) -> dict[str, Any]:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-
-
-class SklearnFitter(Fitter):
-    """scikit-learn estimators and pipelines: `fit` on the train split; `predict_proba` (classifiers) or `predict`."""
-
-    artifact = "model.skops"
-
-    def fit(self, model: Any, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
-        inputs, targets = data.inputs("train"), data.targets("train")
-        started = time.perf_counter()
-        model.fit(inputs, targets)
-        seconds = time.perf_counter() - started
-        return FitResult(seconds=seconds, samples_seen=len(targets), device="cpu (scikit-learn)")
-
-    def cross_validate(
-        self,
-        model: Any,
-        data: ProjectData,
-        folds: int,
-        score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
-        seed: int,
-    ) -> dict[str, float]:
-        """scikit-learn's `cross_validate` on the train split (stratified folds for a classifier), each fold scored
-        by `score` on the model's outputs: what `tune` ranks a scikit-learn trial by, the test split never read."""
-        splitter = (StratifiedKFold if is_classifier(model) else KFold)(folds, shuffle=True, random_state=seed)
-
-        def scoring(estimator: Any, inputs: Any, targets: np.ndarray) -> dict[str, float]:
-            return score(np.asarray(targets), self.predict(estimator, data, inputs))
-
-        result = cross_validate(
-            model, data.inputs("train"), data.targets("train"), cv=splitter, scoring=scoring, error_score="raise"
-        )
-        prefix = "test_"  # scikit-learn's name for each fold's held-out part
-        return {key[len(prefix) :]: float(np.mean(values)) for key, values in result.items() if key.startswith(prefix)}
-
-    def predict(self, model: Any, data: ProjectData, inputs: Any, device: torch.device | None = None) -> np.ndarray:
-        if is_classifier(model):
-            return np.asarray(model.predict_proba(inputs))
-        return np.asarray(model.predict(inputs))
-
-    def save(self, model: Any, run_dir: Path) -> Path:
-        return save_estimator(model, run_dir / self.artifact)
-
-    def load(self, model_cfg: DictConfig, run_dir: Path, trusted: tuple[str, ...]) -> Any:
-        model = load_estimator(run_dir / self.artifact, trusted)
-        try:  # the run's config names the model's class (its _target_s were checked before this is called)
-            expected = get_object(str(model_cfg.get("_target_")))
-        except Exception:
-            expected = None
-        if isinstance(expected, type) and not isinstance(model, expected):  # a factory function names no class
-            raise RunNotFoundError(
-                f"{run_dir / self.artifact} holds a {type(model).__name__}, but the run's config.yaml trained a "
-                f"{expected.__name__}: the model file was replaced.",
-                "retrain the run.",
-            )
-        return model
-
-    @staticmethod
-    def parameter_count(model: Any) -> int | None:
-        estimator = model.steps[-1][1] if isinstance(model, Pipeline) else model
-        sizes = [np.size(getattr(estimator, name)) for name in ("coef_", "intercept_") if hasattr(estimator, name)]
-        return int(sum(sizes)) if sizes else None
-
-
-# Types skops does not trust by default that hold only data (arrays, tree structures, split settings), and
-# `functools.partial`, whose wrapped function is checked on its own. Everything else must come from the project.
-SAFE_LIBRARY_TYPES = frozenset(
-    {
-        "functools.partial",
-        "numpy.dtype",
-        "scipy.sparse._csr.csr_matrix",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.model_selection._split.KFold",
-        "sklearn.model_selection._split.ShuffleSplit",
-        "sklearn.model_selection._split.StratifiedKFold",
-        "sklearn.model_selection._split.StratifiedShuffleSplit",
-        "sklearn.tree._tree.Tree",
-        "sklearn.utils._bunch.Bunch",
-    }
-)
-
-
-def save_estimator(estimator: Any, path: Path) -> Path:
-    """A scikit-learn object in skops' format, which loads without running code (unlike a pickle), atomically."""
-    with atomic_path(path) as temporary:
-        skops.io.dump(estimator, temporary)
-    return path
-
-
-def load_estimator(path: Path, trusted: tuple[str, ...]) -> Any:
-    """A skops file, refused unless every type it names is trusted by skops, safe data, or under `trusted`."""
-    if not path.is_file():
-        pickled = path.with_suffix(".joblib")
-        raise RunNotFoundError(
-            f"{pickled} is a pickle, which this version does not load: unpickling a file can run any code in it."
-            if pickled.is_file()
-            else f"{path} is missing.",
-            "retrain the run (its scikit-learn objects are saved with skops).",
-        )
-    try:
-        named = skops.io.get_untrusted_types(file=path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # not a skops zip, or a damaged one
-        raise RunNotFoundError(
-            f"{path} is not a readable skops file ({type(error).__name__}: {error}).", "retrain the run."
-        ) from error
-    refused = [name for name in named if name not in SAFE_LIBRARY_TYPES and not name.startswith(trusted)]
-    if refused:
-        raise RunNotFoundError(
-            f"{path} holds types this project does not load: {', '.join(refused)}.",
-            f"a run folder may only hold classes of {', '.join(trusted)} and scikit-learn's; retrain the run.",
-        )
-    return skops.io.load(path, trusted=named)
