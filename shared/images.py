@@ -12,12 +12,13 @@ import binascii
 import io
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from shared.errors import DataError, RecordError, UsageError
 from shared.project import PredictItem
@@ -200,6 +201,44 @@ def _npy_items(path: Path, parse: Callable[[str, Any], PredictItem]) -> list[Pre
     return [parse(str(index), np.asarray(image, dtype=np.float64) / scale) for index, image in enumerate(array)]
 
 
+class LabelledFolder(NamedTuple):
+    """The readable images of `<folder>/<class>/`, and what was left out."""
+
+    images: np.ndarray  # the converted images, stacked
+    labels: np.ndarray  # int64, indices into the class names
+    skipped: list[str]  # "<folder>/<class>/<file> (<why>)" for each image file that would not convert
+    ignored: list[str]  # the suffixes of files that are not images by their name
+
+
+def read_labelled_folder(
+    folder: Path, class_names: Sequence[str], convert: Callable[[Path], np.ndarray]
+) -> LabelledFolder:
+    """Every image file of `folder/<class>/` (for each of `class_names` that has a folder), converted by
+    `convert`, with its class's index. A file that does not convert (a `RecordError`) is skipped and named, not
+    fatal: one bad photo should not stop a run. The callers decide what too few images means."""
+    files, ignored = [], []
+    for label, name in enumerate(class_names):
+        if not (folder / name).is_dir():
+            continue
+        for file in sorted((folder / name).iterdir()):
+            if file.name.startswith(".") or not file.is_file():
+                continue
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                files.append((file, label))
+            else:
+                ignored.append(file.suffix.lower() or file.name)
+    images, labels, skipped = [], [], []
+    for file, label in tqdm(files, desc=f"read {folder.name}/", unit="image", disable=len(files) < 1000):
+        try:
+            images.append(convert(file))
+        except RecordError as error:
+            skipped.append(f"{file.relative_to(folder.parent)} ({error})")
+            continue
+        labels.append(label)
+    stacked = np.stack(images) if images else np.empty((0,), np.uint8)
+    return LabelledFolder(stacked, np.asarray(labels, np.int64), skipped, ignored)
+
+
 def labelled_images(
     folder: Path, class_names: tuple[str, ...], convert: Callable[[Path], np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -216,22 +255,12 @@ def labelled_images(
     if unknown or not classes:
         found = f"folders {', '.join(unknown)} are not classes" if unknown else "it holds no class folders"
         raise UsageError(f"data.extra={folder}: {found}.", f"pass {layout}.")
-    images, labels, skipped = [], [], []
-    for name in classes:
-        for file in sorted((folder / name).iterdir()):
-            if not file.is_file() or file.name.startswith(".") or file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                images.append(convert(file))
-            except RecordError as error:
-                skipped.append(f"{name}/{file.name} ({error})")
-                continue
-            labels.append(class_names.index(name))
-    if skipped:
-        log.warning("data.extra: skipped %d unreadable image(s): %s", len(skipped), "; ".join(skipped[:5]))
-    if not images:
+    read = read_labelled_folder(folder, class_names, convert)
+    if read.skipped:
+        log.warning("data.extra: skipped %d unreadable image(s): %s", len(read.skipped), "; ".join(read.skipped[:5]))
+    if not len(read.labels):
         raise UsageError(
-            f"data.extra={folder} holds no readable images ({len(skipped)} unreadable).",
+            f"data.extra={folder} holds no readable images ({len(read.skipped)} unreadable).",
             f"pass {layout} ({', '.join(sorted(IMAGE_SUFFIXES))}).",
         )
-    return np.stack(images), np.asarray(labels, np.int64)
+    return read.images, read.labels

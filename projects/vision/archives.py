@@ -24,15 +24,15 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
 from shared.data import DataFile
-from shared.errors import DataError, RecordError
-from shared.images import IMAGE_SUFFIXES, decode_image, resize
+from shared.errors import DataError
+from shared.images import IMAGE_SUFFIXES, LabelledFolder, decode_image, read_labelled_folder, resize
 from shared.io import OutputError, atomic_path
 
 log = logging.getLogger(__name__)
@@ -195,15 +195,6 @@ def read_python_tarball(path: Path, side: int = SIDE) -> Splits:
 
 
 # --- a folder of the user's images ---------------------------------------------------------------------------
-class FolderImages(NamedTuple):
-    """The readable images of `<folder>/<class>/`, and what was left out."""
-
-    images: np.ndarray  # uint8 N×3×side×side
-    labels: np.ndarray  # int64, indices into the class names
-    skipped: list[str]  # "<class>/<file> (<why>)" for each image file that would not decode
-    ignored: list[str]  # the suffixes of files that are not images by their name
-
-
 def class_folders(folder: Path, minimum: int = 2) -> tuple[str, ...]:
     """The sorted names of the class folders in `folder` (hidden ones left out); fewer than `minimum` is a
     `DataError`."""
@@ -231,48 +222,26 @@ def to_model_input(image: np.ndarray, side: int) -> np.ndarray:
     return np.round(resize(square_crop(image), (side, side)) * 255).astype(np.uint8)
 
 
-def read_class_folders(folder: Path, class_names: Sequence[str], side: int) -> FolderImages:
-    """Every image of `folder/<class>/` in any size or mode, as RGB centre-cropped and resized to side×side.
-
-    A file that does not decode is skipped and named, not fatal: one bad photo should not stop a run. No
-    readable image at all, or none of a training class, is a `DataError`.
+def read_class_folders(folder: Path, class_names: Sequence[str], side: int) -> LabelledFolder:
+    """Every image of `folder/<class>/` in any size or mode, as uint8 RGB 3×side×side, centre-cropped and resized
+    (`read_labelled_folder`: a file that does not decode is skipped and named). No readable image at all, or none
+    of a training class, is a `DataError`.
     """
-    files, ignored = [], []
-    for label, name in enumerate(class_names):
-        for file in sorted((folder / name).iterdir()):
-            if file.name.startswith(".") or not file.is_file():
-                continue
-            if file.suffix.lower() in IMAGE_SUFFIXES:
-                files.append((file, label))
-            else:
-                ignored.append(file.suffix.lower() or file.name)
-    images, labels = np.empty((len(files), 3, side, side), np.uint8), np.empty(len(files), np.int64)
-    skipped: list[str] = []
-    count = 0
-    for file, label in tqdm(files, desc=f"read {folder.name}/", unit="image", disable=len(files) < 1000):
-        try:
-            pixels = to_model_input(decode_image(file, "RGB"), side)
-        except RecordError as error:
-            skipped.append(f"{file.relative_to(folder.parent)} ({error})")
-            continue
-        images[count] = pixels.transpose(2, 0, 1)
-        labels[count] = label
-        count += 1
-    if not count:
+    read = read_labelled_folder(folder, class_names, lambda file: to_model_input(decode_image(file, "RGB"), side))
+    if not len(read.labels):
         raise DataError(
-            f"{folder} holds no readable images ({len(files)} image file(s), {len(skipped)} unreadable"
-            + (f"; skipped {skipped[0]}" if skipped else "")
-            + ").",
+            f"{folder} holds no readable images ({len(read.labels) + len(read.skipped)} image file(s), "
+            f"{len(read.skipped)} unreadable" + (f"; skipped {read.skipped[0]}" if read.skipped else "") + ").",
             f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}/<class>/.",
         )
-    present = set(labels[:count].tolist())
+    present = set(read.labels.tolist())
     empty = [name for index, name in enumerate(class_names) if index not in present]
     if empty and folder.name == "train":
         raise DataError(
             f"{folder}: no readable images of {', '.join(empty)}: a class without examples cannot be learnt.",
             "add images to those folders, or remove them.",
         )
-    return FolderImages(images[:count], labels[:count], skipped, ignored)
+    return read._replace(images=np.ascontiguousarray(read.images.transpose(0, 3, 1, 2)))
 
 
 # --- checks and the decoded cache ----------------------------------------------------------------------------
