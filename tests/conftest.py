@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from shared.cli import run
 from shared.project import Project
@@ -28,6 +29,13 @@ def pytest_configure(config: pytest.Config) -> None:
         share = max(1, (os.cpu_count() or 1) // workers)
         os.environ["OMP_NUM_THREADS"] = str(share)
         torch.set_num_threads(share)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files marked `heavy` first. pytest-xdist's `--dist loadfile` hands files to the workers in collection order,
+    so a heavy file collected last would leave one worker running it alone while the other idles; with the heavy
+    files first, the many light ones even out the end. The sort is stable: each file keeps its tests' order."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +110,11 @@ def train_one(cli, root: Path, project: str | Project, *overrides: str) -> Path:
 
 def train_for_module(factory: pytest.TempPathFactory, project: str, *overrides: str) -> Path:
     """One run trained for a whole test module, in its own offline runs folder (tests then pass run=PATH)."""
-    root = factory.mktemp(project)
+    return train_into(factory.mktemp(project), project, *overrides)
+
+
+def train_into(root: Path, project: str, *overrides: str) -> Path:
+    """Train once, offline, with runs and cache under `root`; the run made."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PORTFOLIO_OFFLINE", "1")
         patch.setenv("PORTFOLIO_RUNS_DIR", str(root / "runs"))
@@ -117,11 +129,21 @@ def train_for_module(factory: pytest.TempPathFactory, project: str, *overrides: 
 @pytest.fixture(scope="session")
 def quick_mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """mnist's `quick` preset trained once on the mirror's real MNIST, for every test that needs a real classifier
-    (its accuracy floor, the robustness script, the GAN's judge); skipped without a mirror."""
+    (its accuracy floor, the robustness script, the GAN's judge, the monitor's demonstration); skipped without a
+    mirror. Once for the whole suite, not once per pytest-xdist worker: the first worker to ask trains it in the
+    folder the workers share, under a file lock (pytest-xdist's documented recipe), and the others read it."""
     value = os.environ.get("PORTFOLIO_DATA_DIR")
     if not value or not (Path(value) / "mnist").is_dir():
         pytest.skip("no mnist/ in the data mirror named by PORTFOLIO_DATA_DIR")
-    return train_for_module(tmp_path_factory, "mnist", "experiment=quick", "trainer=cpu", "logger=csv")
+    overrides = ("experiment=quick", "trainer=cpu", "logger=csv")
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: its own temporary folder
+        return train_for_module(tmp_path_factory, "mnist", *overrides)
+    shared = tmp_path_factory.getbasetemp().parent / "quick_mnist_run"  # this session's, common to its workers
+    with FileLock(f"{shared}.lock"):
+        if finished_runs(shared, "mnist"):
+            [directory] = finished_runs(shared, "mnist")
+            return directory
+        return train_into(shared, "mnist", *overrides)
 
 
 def refused(result: Result, code: int, *phrases: str, output: Path | None = None) -> None:

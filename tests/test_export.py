@@ -22,6 +22,8 @@ from shared.runs import Run, load_run
 from tests.conftest import refused, train_for_module
 from tests.tiny_project.project import TinyProject
 
+pytestmark = pytest.mark.heavy
+
 CPU = ("trainer=cpu", "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0")
 FAST = ("parity_inputs=48", "latency_repeats=1")
 

@@ -27,6 +27,8 @@ from shared.capabilities import CarriesPreprocessor, Describes, FitsOnTrain
 from shared.metrics import MAX, MIN, NEITHER
 from tests.conftest import finished_runs, train_one
 
+pytestmark = pytest.mark.heavy
+
 SMOKE = ["data=synthetic", "model=ridge", "cv.folds=3"]
 PROJECT = HousingProject()
 # One district as a CSV row gives it: every value a string, an empty cell where the census has a gap.
@@ -281,7 +283,7 @@ def test_mlp_on_a_gpu_trainer_without_a_gpu_is_a_clear_error(cli) -> None:
 @pytest.mark.parametrize(
     ("preset", "options"),
     [
-        ("ensemble", ["model.estimator.cv=3", "model.cv=3"]),
+        ("ensemble", ["model.estimator.cv=2", "model.cv=2"]),
         ("search", ["model.estimator.n_iter=2", "model.estimator.cv=2", "cv.folds=2"]),
     ],
 )

@@ -19,6 +19,8 @@ from shared.images import image_items
 from shared.project import PredictItem
 from tests.conftest import run_module, train_one
 
+pytestmark = pytest.mark.heavy
+
 SMOKE = ["data=synthetic", "trainer=cpu", "trainer.max_epochs=2", "logger=csv"]
 
 

@@ -21,6 +21,8 @@ from projects.mnist.predict import looks_normalised, stretch_contrast, to_mnist
 from shared.errors import UsageError
 from tests.conftest import train_one
 
+pytestmark = pytest.mark.heavy
+
 REPO = Path(__file__).resolve().parents[1]
 
 

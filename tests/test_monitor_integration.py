@@ -20,7 +20,7 @@ from shared.registry import load_project
 from shared.runs import Run, load_run
 from tests.conftest import train_for_module
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 SIZE = 500
 
@@ -39,7 +39,6 @@ BENCHMARK = _benchmark()
 # Smaller than the benchmark's runs, so the tests stay fast; the reference and the features are the same.
 OVERRIDES = {
     "housing": ("model=linear", "cv.folds=0"),
-    "mnist": ("experiment=quick", "trainer=cpu", "logger=csv", "+trainer.limit_train_batches=60"),
     "sentiment": ("data=rt_polarity", "model=tfidf_lr", "model.C=1.0"),
     "recommender": ("experiment=popularity", "trainer=cpu", "logger=csv"),
 }
@@ -77,8 +76,10 @@ def housing(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 
 @pytest.fixture(scope="module")
-def mnist(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return _trained(tmp_path_factory, "mnist")
+def mnist(quick_mnist_run: Path) -> Run:
+    """The suite's quick mnist run (the benchmark's own preset), shared with the other tests that need one."""
+    cfg = compose_config("mnist", "predict", [f"run={quick_mnist_run}"])
+    return load_run(load_project("mnist"), quick_mnist_run, cfg.paths)
 
 
 @pytest.fixture(scope="module")

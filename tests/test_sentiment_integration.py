@@ -11,7 +11,7 @@ import pytest
 
 from projects.sentiment.data import RtPolarity, Sst2
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 
 def _need(mirror: Path, dataset: str) -> None:

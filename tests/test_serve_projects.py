@@ -27,6 +27,8 @@ import shared.train
 from tests.conftest import REPO, train_for_module
 from tests.serving import fuzz, served
 
+pytestmark = pytest.mark.heavy
+
 TINY_AIRBENCH = ["model=airbench", "model.widths={block1: 16, block2: 32, block3: 32}", "model.whiten_images=200"]
 TRAIN = {
     "mnist": ["data=synthetic", "trainer=cpu", "trainer.max_epochs=1", "logger=csv"],

@@ -15,6 +15,8 @@ from PIL import Image
 from projects.vision.data import SyntheticImages
 from tests.conftest import finished_runs, refused, train_for_module, train_one
 
+pytestmark = pytest.mark.heavy
+
 TINY_AIRBENCH = ["model=airbench", "model.widths={block1: 16, block2: 32, block3: 32}", "model.whiten_images=200"]
 SMOKE = ["data=synthetic", *TINY_AIRBENCH, "trainer=cpu", "trainer.max_epochs=4", "logger=csv"]
 
@@ -161,7 +163,8 @@ def test_a_folder_dataset_without_a_folder_is_a_clear_error(cli, isolated: Path,
 
 
 def test_a_short_preset_on_a_cifar10_subset_learns(cli, isolated: Path, mirror: Path) -> None:
-    """The quick preset's network for two epochs on 5,000 training images, scored on the whole test set."""
+    """The quick preset's network for two epochs on 5,000 training images, scored on the whole test set (val cut to
+    1,000 images: it only picks the checkpoint here)."""
     if not (mirror / "cifar10-jpg" / "cifar10-jpg.zip").is_file():
         pytest.skip("no CIFAR-10 in the mirror")
     run = train_one(
@@ -170,6 +173,7 @@ def test_a_short_preset_on_a_cifar10_subset_learns(cli, isolated: Path, mirror: 
         "vision",
         "experiment=quick",
         "data.train_limit=5000",
+        "data.val_size=1000",
         "model.tta=false",
         "data.batch_size=256",
         "trainer.max_epochs=2",
