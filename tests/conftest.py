@@ -6,8 +6,10 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from filelock import FileLock
@@ -17,6 +19,7 @@ from shared.project import Project
 from shared.registry import load_project
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -126,24 +129,47 @@ def train_into(root: Path, project: str, *overrides: str) -> Path:
     return directory
 
 
+def once_per_suite(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], T]) -> T:
+    """`make(folder)` once for the whole suite, not once per pytest-xdist worker: the first worker to ask makes it in
+    a folder the workers share, under a file lock (pytest-xdist's documented recipe), and the others wait for it and
+    reuse it (`make` must return what is already there when the folder holds it). One process: its own folder."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(factory.mktemp(name))
+    folder = factory.getbasetemp().parent / name  # this session's, common to its workers
+    with FileLock(f"{folder}.lock"):
+        return make(folder)
+
+
 @pytest.fixture(scope="session")
 def quick_mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """mnist's `quick` preset trained once on the mirror's real MNIST, for every test that needs a real classifier
     (its accuracy floor, the robustness script, the GAN's judge, the monitor's demonstration); skipped without a
-    mirror. Once for the whole suite, not once per pytest-xdist worker: the first worker to ask trains it in the
-    folder the workers share, under a file lock (pytest-xdist's documented recipe), and the others read it."""
+    mirror."""
     value = os.environ.get("PORTFOLIO_DATA_DIR")
     if not value or not (Path(value) / "mnist").is_dir():
         pytest.skip("no mnist/ in the data mirror named by PORTFOLIO_DATA_DIR")
-    overrides = ("experiment=quick", "trainer=cpu", "logger=csv")
-    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: its own temporary folder
-        return train_for_module(tmp_path_factory, "mnist", *overrides)
-    shared = tmp_path_factory.getbasetemp().parent / "quick_mnist_run"  # this session's, common to its workers
-    with FileLock(f"{shared}.lock"):
-        if finished_runs(shared, "mnist"):
-            [directory] = finished_runs(shared, "mnist")
-            return directory
-        return train_into(shared, "mnist", *overrides)
+
+    def train(folder: Path) -> Path:
+        done = finished_runs(folder, "mnist")
+        return done[0] if done else train_into(folder, "mnist", "experiment=quick", "trainer=cpu", "logger=csv")
+
+    return once_per_suite(tmp_path_factory, "quick_mnist_run", train)
+
+
+@pytest.fixture(scope="session")
+def cifar10_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the mirror's CIFAR-10 decoded (60,000 JPEGs, some 20 s on 2 cores), decoded once for
+    the suite; point `PORTFOLIO_CACHE_DIR` or `cache_dir` at it. Skipped without the mirror's zip."""
+    value = os.environ.get("PORTFOLIO_DATA_DIR")
+    if not value or not (Path(value) / "cifar10-jpg" / "cifar10-jpg.zip").is_file():
+        pytest.skip("no cifar10-jpg/cifar10-jpg.zip in the data mirror named by PORTFOLIO_DATA_DIR")
+    from projects.vision.data import Cifar10
+
+    def decode(folder: Path) -> Path:
+        Cifar10(mirror_dir=value, cache_dir=str(folder)).prepare()  # reads the decoded file when it is there
+        return folder
+
+    return once_per_suite(tmp_path_factory, "cifar10_cache", decode)
 
 
 def refused(result: Result, code: int, *phrases: str, output: Path | None = None) -> None:

@@ -54,7 +54,8 @@ def test_rt_polarity_folds_partition_the_corpus(mirror: Path) -> None:
 
 def test_tfidf_lr_reaches_80_percent_on_sst2_dev(cli, mirror: Path, isolated: Path) -> None:
     _need(mirror, "sst2")
-    result = cli("sentiment", "train", "model=tfidf_lr", "model.cv=1")  # C on a held-out tenth: 3x faster
+    # C fixed (the search over Cs is tested on toy data and measured by the benchmark): half the time
+    result = cli("sentiment", "train", "model=tfidf_lr", "model.C=1.0")
     assert result.code == 0, result.err
     [metrics_file] = (isolated / "runs" / "sentiment").rglob("metrics.json")
     metrics = json.loads(metrics_file.read_text())

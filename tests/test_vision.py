@@ -162,11 +162,12 @@ def test_a_folder_dataset_without_a_folder_is_a_clear_error(cli, isolated: Path,
     assert not finished_runs(isolated, "vision")
 
 
-def test_a_short_preset_on_a_cifar10_subset_learns(cli, isolated: Path, mirror: Path) -> None:
+def test_a_short_preset_on_a_cifar10_subset_learns(
+    cli, isolated: Path, mirror: Path, cifar10_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The quick preset's network for two epochs on 5,000 training images, scored on the whole test set (val cut to
     1,000 images: it only picks the checkpoint here)."""
-    if not (mirror / "cifar10-jpg" / "cifar10-jpg.zip").is_file():
-        pytest.skip("no CIFAR-10 in the mirror")
+    monkeypatch.setenv("PORTFOLIO_CACHE_DIR", str(cifar10_cache))  # the suite's decoded copy
     run = train_one(
         cli,
         isolated,
