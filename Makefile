@@ -20,10 +20,11 @@ help:
 
 setup: $(VENV)/.installed
 
-# Reinstall when the dependencies change. torch is pinned in pyproject.toml (see the README).
+# Reinstall when the dependencies change. torch is pinned in pyproject.toml (see the README). --no-compile: Python
+# compiles the modules a command imports on first use; compiling all of torch's at install costs a minute.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
 	touch $@
 
 train: setup

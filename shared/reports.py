@@ -18,11 +18,13 @@ from matplotlib.figure import Figure
 from shared.io import atomic_path, write_text
 
 
-def save_figure(figure: Figure, path: Path) -> Path:
-    """Save a figure as PNG, atomically."""
-    figure.tight_layout()
+def save_figure(figure: Figure, path: Path, tight: bool = True) -> Path:
+    """Save a figure as PNG, atomically; `tight`: lay it out first (a figure that places its own axes says no).
+    PNG's fastest compression: the files are a little larger, and every run writes a dozen of them."""
+    if tight:
+        figure.tight_layout()
     with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=120, format="png")
+        figure.savefig(temporary, dpi=120, format="png", pil_kwargs={"compress_level": 1})
     return path
 
 
@@ -85,6 +87,8 @@ def plot_image_grid(images: np.ndarray, titles: Sequence[str], path: Path, colum
     count = len(images)
     rows = max(1, int(np.ceil(count / columns)))
     figure = Figure(figsize=(1.4 * columns, 1.6 * rows))
+    # fixed margins instead of tight_layout, which measures every one of the axes: half the time for a grid
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.3 / (1.6 * rows), wspace=0.1, hspace=0.3)
     for index in range(count):
         axes = figure.add_subplot(rows, columns, index + 1)
         axes.imshow(images[index], cmap="gray" if images[index].ndim == 2 else None, vmin=0, vmax=1)
@@ -92,7 +96,7 @@ def plot_image_grid(images: np.ndarray, titles: Sequence[str], path: Path, colum
         axes.axis("off")
     if count == 0:
         figure.text(0.5, 0.5, "nothing to show", ha="center")
-    return save_figure(figure, path)
+    return save_figure(figure, path, tight=False)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
