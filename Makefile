@@ -20,11 +20,10 @@ help:
 
 setup: $(VENV)/.installed
 
-# Reinstall when the dependencies change. torch is pinned in pyproject.toml (see the README). --no-compile: Python
-# compiles the modules a command imports on first use; compiling all of torch's at install costs a minute.
+# Reinstall when the dependencies change. torch is pinned in pyproject.toml (see the README).
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
 train: setup
@@ -36,9 +35,10 @@ evaluate: setup
 predict: setup
 	$(BIN)/python -m projects.$(PROJECT) predict $(ARGS)
 
-# One worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures train once.
+# One worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures train once; files in
+# collection order (heavy ones first: tests/conftest.py), not xdist's default of the files with the most tests first.
 test: setup
-	$(BIN)/python -m pytest -n auto --dist loadfile $(ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
