@@ -24,9 +24,10 @@ from projects.sentiment.data import (
 )
 from projects.sentiment.evaluate import score
 from projects.sentiment.linear import TfidfClassifier, tfidf_logistic_regression
-from projects.sentiment.models import RecurrentClassifier, TextClassifier, TransformerClassifier
+from projects.sentiment.models import RecurrentClassifier, TransformerClassifier
 from projects.sentiment.project import SentimentProject
 from projects.sentiment.text import TextProcessor
+from projects.sentiment.text_classifier import TextClassifier
 from shared.capabilities import Describes, Explains, FitsOnTrain
 from shared.classification import Classifier, expected_calibration_error
 from shared.errors import DataError, UsageError

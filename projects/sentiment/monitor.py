@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from projects.sentiment.linear import TfidfClassifier
-from projects.sentiment.models import RecurrentClassifier, TextClassifier
+from projects.sentiment.models import RecurrentClassifier
+from projects.sentiment.text_classifier import TextClassifier
 from shared.monitor.features import Features
 
 BATCH = 256

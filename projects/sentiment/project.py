@@ -11,9 +11,9 @@ from omegaconf import DictConfig
 
 from projects.sentiment import evaluate, predict
 from projects.sentiment.data import CLASS_NAMES
-from projects.sentiment.models import TextClassifier
 from projects.sentiment.monitor import text_features
 from projects.sentiment.predict import InputText
+from projects.sentiment.text_classifier import TextClassifier
 from shared import checks
 from shared.api_schema import RecordSchema
 from shared.classification import CLASSIFICATION_GOALS

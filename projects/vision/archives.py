@@ -230,8 +230,8 @@ def read_class_folders(folder: Path, class_names: Sequence[str], side: int) -> L
     read = read_labelled_folder(folder, class_names, lambda file: to_model_input(decode_image(file, "RGB"), side))
     if not len(read.labels):
         raise DataError(
-            f"{folder} holds no readable images ({len(read.labels) + len(read.skipped)} image file(s), "
-            f"{len(read.skipped)} unreadable" + (f"; skipped {read.skipped[0]}" if read.skipped else "") + ").",
+            f"{folder} holds no readable images"
+            + (f" ({len(read.skipped)} unreadable, the first {read.skipped[0]})." if read.skipped else "."),
             f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}/<class>/.",
         )
     present = set(read.labels.tolist())
