@@ -3,6 +3,7 @@
 Branches (after Géron, 3rd edition, chapter 2): per-household ratios, logs of the heavy-tailed counts,
 similarity to k-means centres of the districts' coordinates, rotated coordinates (axis-aligned trees
 split diagonals like the coast in fewer steps), one-hot `ocean_proximity`, everything imputed and scaled.
+Optionally (`neighbours`), the district's surroundings: what the nearest training districts are worth and earn.
 The imputers take the train part's medians: a district to predict may leave any cell empty, coordinates too.
 """
 
@@ -17,6 +18,8 @@ from sklearn.cluster import KMeans
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.metrics.pairwise import rbf_kernel
+from sklearn.model_selection import KFold
+from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
@@ -27,6 +30,8 @@ RATIOS = {  # name: (numerator, denominator)
 }
 HEAVY_TAILED = ("total_rooms", "total_bedrooms", "population", "households", "median_income")
 COORDINATES = ["latitude", "longitude"]
+NEIGHBOURHOOD_INPUTS = ["latitude", "longitude", "median_income", "housing_median_age", "total_rooms", "households"]
+NEAR = 1e-3  # degrees (about 100 m): the distance below which a neighbour's weight stops growing
 
 
 class ClusterSimilarity(TransformerMixin, BaseEstimator):
@@ -87,6 +92,98 @@ class RotatedCoordinates(TransformerMixin, BaseEstimator):
         return np.array(names, dtype=object)
 
 
+class Neighbourhood(TransformerMixin, BaseEstimator):
+    """A district's surroundings, from the training districts nearest to it (inputs: `NEIGHBOURHOOD_INPUTS`).
+
+    - `neighbour_value_<k>`: the inverse-distance-weighted mean log value of the k nearest, for k in
+      `neighbours // 4` and `neighbours`: what the street is worth, which the district's own census
+      counts only approximate;
+    - `area_income`, `area_age`, `area_rooms`: the mean log income, age and log rooms per household of the
+      `neighbours` nearest (the area's means, not the district's own);
+    - `area_spread`: the log distance to the `neighbours`-th nearest (a dense city or open country).
+
+    The values are target encoding, so they are cross-fitted as scikit-learn's `TargetEncoder` is: on the rows
+    it is fitted on (`fit_transform`), a district's value features come from the other `folds` only, and its
+    area features leave the district itself out, so no model learns from a feature that holds its own answer.
+    New districts (`transform`) see every training district. Positions are degrees, longitude scaled by the
+    cosine of the latitude; an empty cell is the training median, as in the other branches.
+    """
+
+    def __init__(self, neighbours: int = 20, folds: int = 5, random_state: int | None = 0) -> None:
+        self.neighbours = neighbours
+        self.folds = folds
+        self.random_state = random_state
+
+    def _value_counts(self) -> list[int]:
+        return sorted({max(1, self.neighbours // 4), self.neighbours})
+
+    def _described(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each district's position (2 columns) and its own log income, age and log rooms per household."""
+        filled = self.imputer_.transform(np.asarray(X, dtype=float))
+        latitude, longitude, income, age, rooms, households = filled.T
+        position = np.column_stack([latitude, longitude * np.cos(np.radians(latitude))])
+        area = np.column_stack(
+            [np.log(np.maximum(income, 1e-3)), age, np.log(np.maximum(rooms, 1.0) / np.maximum(households, 1.0))]
+        )
+        return position, area
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Neighbourhood:
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be at least 1, not {self.neighbours}")
+        self.imputer_ = SimpleImputer(strategy="median").fit(np.asarray(X, dtype=float))
+        self.positions_, self.areas_ = self._described(X)
+        self.log_values_ = np.log(np.maximum(np.asarray(y, dtype=float), 1.0))
+        self.n_features_in_ = np.shape(X)[1]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Features of new districts, from every training district."""
+        position, _ = self._described(X)
+        count = min(self.neighbours, len(self.positions_))
+        distances, indices = _nearest(self.positions_, position, count)
+        return np.column_stack([self._values(distances, indices, self.log_values_), self._area(distances, indices)])
+
+    def fit_transform(self, X: np.ndarray, y: np.ndarray | None = None, **fit_params: object) -> np.ndarray:
+        """Features of the training districts themselves: values cross-fitted, each district left out of its area."""
+        if y is None:
+            raise ValueError("Neighbourhood is fitted on the districts' values: pass y")
+        self.fit(X, y)
+        count = min(self.neighbours, len(self.positions_) - 1)
+        distances, indices = _nearest(self.positions_, self.positions_, count + 1)
+        itself = indices == np.arange(len(indices))[:, None]
+        itself[~itself.any(axis=1), -1] = True  # a twin at the same spot came first: drop the farthest instead
+        distances = distances[~itself].reshape(len(indices), count)
+        indices = indices[~itself].reshape(len(indices), count)
+        values = np.empty((len(indices), len(self._value_counts())))
+        folds = KFold(min(self.folds, len(indices)), shuffle=True, random_state=self.random_state)
+        for fitted, held_out in folds.split(self.positions_):
+            near = min(self.neighbours, len(fitted))
+            fold_distances, fold_indices = _nearest(self.positions_[fitted], self.positions_[held_out], near)
+            values[held_out] = self._values(fold_distances, fold_indices, self.log_values_[fitted])
+        return np.column_stack([values, self._area(distances, indices)])
+
+    def _values(self, distances: np.ndarray, indices: np.ndarray, log_values: np.ndarray) -> np.ndarray:
+        weights = 1.0 / (distances + NEAR)
+        columns = []
+        for count in self._value_counts():
+            near = slice(0, count)
+            columns.append((log_values[indices[:, near]] * weights[:, near]).sum(1) / weights[:, near].sum(1))
+        return np.column_stack(columns)
+
+    def _area(self, distances: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return np.column_stack([self.areas_[indices].mean(axis=1), np.log(distances[:, -1] + NEAR)])
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        values = [f"neighbour_value_{count}" for count in self._value_counts()]
+        return np.array([*values, "area_income", "area_age", "area_rooms", "area_spread"], dtype=object)
+
+
+def _nearest(points: np.ndarray, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices of the `count` nearest `points` to each query, nearest first (exact, brute force:
+    nothing but the training arrays is kept, so a saved model holds plain data)."""
+    return NearestNeighbors(n_neighbors=count, algorithm="brute").fit(points).kneighbors(queries)
+
+
 def _ratio(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -112,8 +209,11 @@ def categorical_columns(frame: pd.DataFrame) -> list[str]:
     return [name for name in ("ocean_proximity",) if name in frame.columns]
 
 
-def make_preprocessor(n_clusters: int = 10, gamma: float = 1.0, rotations: int = 0) -> ColumnTransformer:
-    """The shared `ColumnTransformer`; `n_clusters` 0 drops the cluster features, `rotations` adds rotated axes."""
+def make_preprocessor(
+    n_clusters: int = 10, gamma: float = 1.0, rotations: int = 0, neighbours: int = 0
+) -> ColumnTransformer:
+    """The shared `ColumnTransformer`; `n_clusters` 0 drops the cluster features, `rotations` adds rotated axes,
+    `neighbours` > 0 adds the `Neighbourhood` features from that many nearest training districts."""
     branches: list[tuple[str, object, object]] = [
         (name, _ratio_pipeline(name), list(columns)) for name, columns in RATIOS.items()
     ]
@@ -141,4 +241,7 @@ def make_preprocessor(n_clusters: int = 10, gamma: float = 1.0, rotations: int =
     ]
     if n_clusters:
         branches.append(("geo", ClusterSimilarity(n_clusters, gamma), COORDINATES))
+    if neighbours:
+        scaled = make_pipeline(Neighbourhood(neighbours), StandardScaler())
+        branches.append(("neighbourhood", scaled, NEIGHBOURHOOD_INPUTS))
     return ColumnTransformer(branches, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False)

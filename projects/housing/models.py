@@ -247,6 +247,12 @@ class MLPRegressor(LightningModule, FitsOnTrain, CarriesPreprocessor, Describes,
     ) -> None:
         super().__init__()
         checks.fraction(coverage, "cv.coverage", 0.9)
+        if (features or {}).get("neighbours"):  # its batches are transformed, not cross-fitted: values would leak
+            raise UsageError(
+                "the MLP cannot use the neighbourhood features: they are cross-fitted on the rows a scikit-learn "
+                "pipeline is fitted on, and the MLP's batches would hold each district's own value.",
+                "leave model.features.neighbours at 0 for model=mlp (the tree models take it).",
+            )
         self.save_hyperparameters()
         self.preprocessor = make_preprocessor(**(features or {}))
         self.network: nn.Module | None = self._network(in_features) if in_features else None
