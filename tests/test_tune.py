@@ -101,6 +101,27 @@ def test_a_study_resumes_by_name(cli, tiny, isolated: Path) -> None:
     assert successful_runs(isolated / "runs", "tiny") == [], "retrain=false: no run of the project, only trials"
 
 
+def test_a_search_from_an_experiment_writes_a_preset_built_on_it(cli, tiny, isolated: Path) -> None:
+    """The preset is itself an experiment: it includes the one the search started from, then sets the tuned values."""
+    (tiny.config_dir / "experiment").mkdir()
+    (tiny.config_dir / "experiment" / "patient.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: logistic\nmodel:\n  max_iter: 37\n  C: 5.0\n"
+    )
+    _search(
+        tiny,
+        "from_experiment",
+        "overrides: [experiment=patient]\ncv_folds: 2\nparams:\n"
+        "  model.C: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n",
+    )
+    result = cli(tiny, "tune", "search=from_experiment", "trials=1", "baseline=false", *CPU)
+    assert result.code == 0, result.out + result.err
+    [retrained] = successful_runs(isolated / "runs", "tiny")
+    config = OmegaConf.load(retrained / "config.yaml")
+    best = _study(isolated, "from_experiment").best_trial
+    assert config.model.max_iter == 37, "the experiment the search started from is part of the preset"
+    assert best.params["model.C"] == pytest.approx(config.model.C) and config.model.C < 0.01, "the tuned value wins"
+
+
 @pytest.mark.parametrize(
     ("param", "phrases"),
     [

@@ -27,19 +27,25 @@ def preset_name(study: str) -> str:
 
 def write_preset(path: Path, name: str, overrides: list[str], groups: set[str], header: list[str]) -> Path:
     """`overrides` (the search's own and the best trial's values) as an experiment preset that `train experiment=name`
-    takes: a config group's choice (`model=hgb`) becomes a defaults override, every other key a value. Atomic."""
-    defaults: list[dict[str, str]] = []
+    takes: a config group's choice (`model=hgb`) becomes a defaults override, every other key a value. A search
+    that starts from another experiment (`experiment=ensemble`) is built on it: the preset, itself an experiment,
+    includes that one first and sets its own values after it (an experiment cannot override its own group). Atomic."""
+    included: list[str] = []
+    chosen: list[dict[str, str]] = []
     values: dict[str, Any] = {}
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
-        if key in groups:
-            defaults.append({f"override /{key}": str(override.value())})
-            continue
-        node = values
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = _plain(override.value())
+        if key == path.parent.name:  # the preset's own group: experiment
+            included.append(str(override.value()))
+        elif key in groups:
+            chosen.append({f"override /{key}": str(override.value())})
+        else:
+            node = values
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = _plain(override.value())
+    defaults: list[Any] = [*included, "_self_", *chosen] if included else chosen
     content: dict[str, Any] = {"defaults": defaults} if defaults else {}
     content |= {"experiment_name": name, "name": name, **values}
     text = "# @package _global_\n" + "".join(f"# {line}\n" for line in header)
