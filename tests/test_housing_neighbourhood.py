@@ -56,7 +56,7 @@ def test_empty_cells_of_a_new_district_are_the_training_medians(districts) -> No
     assert np.isfinite(neighbourhood.transform(gaps)).all()
 
 
-def test_the_preprocessor_with_neighbours_is_stored_as_plain_data(districts, tmp_path: Path) -> None:
+def test_the_preprocessor_with_neighbours_is_stored_as_plain_data(tmp_path: Path) -> None:
     frame = synthetic_frame(150, seed=4)
     inputs, values = frame.drop(columns=TARGET), frame[TARGET].to_numpy(dtype=float)
     preprocessor = make_preprocessor(n_clusters=3, neighbours=10)

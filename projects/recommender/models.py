@@ -24,7 +24,7 @@ from torch import nn
 from torchmetrics import MeanSquaredError
 
 from projects.recommender.capabilities import ComparesItems, Recommends
-from projects.recommender.closed_form import BiasBaseline, ItemItem, Popularity, Recommender, cosine_to
+from projects.recommender.closed_form import BiasBaseline, ItemItem, Popularity, cosine_to
 from projects.recommender.data import RANKING, RATING
 from projects.recommender.metrics import per_user_ranking, top_k
 from shared.capabilities import ExportGraph, Exports, FitsOnTrain, PredictStep
@@ -36,7 +36,6 @@ __all__ = [  # every model a config names (projects.recommender.models.<name>), 
     "ItemItem",
     "MatrixFactorization",
     "Popularity",
-    "Recommender",
     "TwoTower",
 ]
 

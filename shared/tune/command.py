@@ -124,7 +124,7 @@ def prepare(project: Project, cfg: DictConfig) -> Tuning:
 
 def _require_experiment_group(config_dir: Path) -> None:
     defaults = OmegaConf.load(config_dir / "train.yaml").get("defaults") or []
-    if not any(isinstance(entry, DictConfig) and "experiment" in entry for entry in defaults):
+    if not any(isinstance(entry, DictConfig) and report.PRESET_GROUP in entry for entry in defaults):
         raise UsageError(
             f"{config_dir / 'train.yaml'} has no experiment group, so the tuned preset could not be trained.",
             "add '- experiment: null' to its defaults (after _self_).",
@@ -315,7 +315,7 @@ def finish(tuning: Tuning, cfg: DictConfig, study: optuna.Study, seconds: float)
     preset = report.preset_name(tuning.study)
     best_overrides = [*tuning.space.overrides, *tuning.space.trial_values(best.params)]
     path = report.write_preset(
-        tuning.config_dir / "experiment" / f"{preset}.yaml",
+        tuning.config_dir,
         preset,
         best_overrides,
         set(_group_options(tuning.config_dir)),

@@ -19,38 +19,44 @@ from shared.io import atomic_path, write_text
 log = logging.getLogger(__name__)
 
 PRESET_PREFIX = "tuned_"
+PRESET_GROUP = "experiment"  # the config group presets are written to, and `train experiment=...` reads
 
 
 def preset_name(study: str) -> str:
     return f"{PRESET_PREFIX}{study}"
 
 
-def write_preset(path: Path, name: str, overrides: list[str], groups: set[str], header: list[str]) -> Path:
-    """`overrides` (the search's own and the best trial's values) as an experiment preset that `train experiment=name`
-    takes: a config group's choice (`model=hgb`) becomes a defaults override, every other key a value. A search
-    that starts from another experiment (`experiment=ensemble`) is built on it: the preset, itself an experiment,
-    includes that one first and sets its own values after it (an experiment cannot override its own group). Atomic."""
+def write_preset(config_dir: Path, name: str, overrides: list[str], groups: set[str], header: list[str]) -> Path:
+    """`overrides` (the search's own and the best trial's values) as a preset, `<config_dir>/experiment/<name>.yaml`,
+    that `train experiment=name` takes: a config group's choice (`model=hgb`) becomes a defaults override, every other
+    key a value. A search that starts from another experiment (`experiment=ensemble`) is built on it: the preset,
+    itself an experiment, includes that one first and sets its own values after it (an experiment cannot override
+    its own group). Atomic."""
     included: list[str] = []
     chosen: list[dict[str, str]] = []
     values: dict[str, Any] = {}
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
-        if key == path.parent.name:  # the preset's own group: experiment
+        if key == PRESET_GROUP:
             included.append(str(override.value()))
         elif key in groups:
             chosen.append({f"override /{key}": str(override.value())})
         else:
-            node = values
-            *parents, leaf = key.split(".")
-            for parent in parents:
-                node = node.setdefault(parent, {})
-            node[leaf] = _plain(override.value())
+            _set_dotted(values, key, _plain(override.value()))
     defaults: list[Any] = [*included, "_self_", *chosen] if included else chosen
     content: dict[str, Any] = {"defaults": defaults} if defaults else {}
     content |= {"experiment_name": name, "name": name, **values}
     text = "# @package _global_\n" + "".join(f"# {line}\n" for line in header)
     text += yaml.safe_dump(content, sort_keys=False, default_flow_style=False, width=120)
-    return write_text(path, text)
+    return write_text(config_dir / PRESET_GROUP / f"{name}.yaml", text)
+
+
+def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
+    """`values[a][b][c] = value` for the key `a.b.c`, making the inner dicts on the way."""
+    *parents, leaf = key.split(".")
+    for parent in parents:
+        values = values.setdefault(parent, {})
+    values[leaf] = value
 
 
 def _plain(value: Any) -> Any:
