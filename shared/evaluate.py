@@ -44,6 +44,7 @@ def evaluate_splits(
         inputs, targets = data.inputs(split), data.targets(split)
         outputs = project.outputs(fitter.predict(model, data, inputs, device))
         scores = project.score(data, split, outputs)
+        scores |= corruption_scores(project, fitter, model, data, split, device)
         undeclared = declared.undeclared(list(scores))
         if undeclared:
             raise TypeError(f"{project.name} reports metrics it does not declare in `metrics`: {undeclared}")
@@ -51,6 +52,22 @@ def evaluate_splits(
         evaluations[split] = Evaluation(split, inputs, targets, outputs, metrics)
         log.info("%s: %s", split, ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
     return evaluations
+
+
+def corruption_scores(
+    project: Project, fitter: Fitter, model: Any, data: ProjectData, split: str, device: torch.device | None
+) -> dict[str, float]:
+    """The headline metric on each corrupted copy of `split` the project makes (`gaussian_noise_acc`), and their
+    mean (`corruption_acc`): how much of the model's score survives inputs worse than its test set."""
+    headline = project.metrics_for(data).headline
+    figures: dict[str, float] = {}
+    for name, corrupted in project.corrupted_inputs(data, split):
+        outputs = project.outputs(fitter.predict(model, data, corrupted, device))
+        figures[f"{name}_{headline}"] = float(project.score(data, split, outputs)[headline])
+        log.info("%s under %s: %s %.4f", split, name, headline, figures[f"{name}_{headline}"])
+    if figures:
+        figures[f"corruption_{headline}"] = sum(figures.values()) / len(figures)
+    return figures
 
 
 def write_plots(

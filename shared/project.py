@@ -8,7 +8,7 @@ and hands an instance to `shared.cli.main`. Defining the subclass registers it (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -129,6 +129,12 @@ class Project:
     def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
         """Project-specific plots of the test evaluation (and of the data). Returns the images written."""
         return []
+
+    def corrupted_inputs(self, data: ProjectData, split: str) -> Iterator[tuple[str, Any]]:
+        """Named corrupted copies of `split`'s inputs (noisy, blurred, compressed images), one at a time. The core
+        predicts and scores each as it does the split: `<split>/<name>_<headline>`, and their mean
+        `<split>/corruption_<headline>`; the project declares those names in `metrics`. None by default."""
+        return iter(())
 
     # --- command line ---------------------------------------------------------------------
     def commands(self) -> dict[str, Command]:

@@ -206,6 +206,17 @@ def test_one_cycle_warms_up_linearly_then_decays_to_the_end_factor() -> None:
     assert rates[-1] == pytest.approx(0.14)
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 6])
+def test_one_cycle_of_a_handful_of_steps_runs_and_stays_within_its_rates(steps: int) -> None:
+    """A tiny dataset gives a handful of steps; OneCycleLR alone would divide by a phase of zero steps."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    schedule = one_cycle(optimizer, total_steps=steps, warmup=0.2, start=0.2, end=0.07)
+    for _ in range(steps):
+        assert 0.14 - 1e-9 <= optimizer.param_groups[0]["lr"] <= 2.0 + 1e-9
+        optimizer.step()
+        schedule.step()
+
+
 def _norms(model: torch.nn.Module) -> list[torch.nn.BatchNorm2d]:
     return [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
 

@@ -33,6 +33,7 @@ from projects.vision.archives import (
     read_python_tarball,
     save_decoded,
 )
+from projects.vision.corruptions import check_corruptions
 from shared import checks
 from shared.data import DataFile, ProjectData, fetch_files, holdout_indices, sha256_of, tensor_loader
 from shared.errors import DataError, UsageError
@@ -63,8 +64,12 @@ class VisionImages(ProjectData):
         num_workers: int = 0,
         resident: str = "auto",
         train_limit: int | None = None,
+        corruptions: list[str] | tuple[str, ...] = (),
+        corruption_severity: int = 3,
     ) -> None:
         super().__init__(mirror_dir, cache_dir)
+        # The test images under common corruptions (projects/vision/corruptions.py), scored beside the clean ones.
+        self.corruptions, self.corruption_severity = check_corruptions(list(corruptions), corruption_severity)
         # Train on only this many of the training images (after val is carved out), for quick trials and tests;
         # val and test stay whole, so their figures mean the same.
         self.train_limit = None if train_limit is None else checks.whole(train_limit, "data.train_limit", example=5000)

@@ -31,12 +31,15 @@ def one_cycle(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup: float, start: float, end: float
 ) -> torch.optim.lr_scheduler.OneCycleLR:
     """Each group's lr rises linearly from `start`× its lr to its lr over the first `warmup` share of the steps,
-    then falls linearly to `end`× (momentum left alone): the schedule of Page's ResNet-9 and of airbench."""
+    then falls linearly to `end`× (momentum left alone): the schedule of Page's ResNet-9 and of airbench.
+    OneCycleLR divides by each phase's length in steps, so a run of a handful of steps (a tiny dataset) gets a
+    phase of at least two steps each way rather than a division by zero."""
+    total = max(int(total_steps), 3)
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=[group["lr"] for group in optimizer.param_groups],
-        total_steps=int(total_steps),
-        pct_start=warmup,
+        total_steps=total,
+        pct_start=min(max(warmup, 2 / total), 1 - 1 / total),
         anneal_strategy="linear",
         cycle_momentum=False,
         div_factor=1 / start,

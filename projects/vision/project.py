@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from projects.vision import evaluate, predict
+from projects.vision.corruptions import CORRUPTIONS, corrupt
 from projects.vision.data import VisionImages
 from projects.vision.models import VisionClassifier
 from shared import checks
@@ -19,7 +21,7 @@ from shared.classification import CLASSIFICATION_GOALS, class_columns, classific
 from shared.data import ProjectData
 from shared.errors import RunNotFoundError
 from shared.images import image_items
-from shared.metrics import Metrics
+from shared.metrics import MAX, Metrics
 from shared.monitor.features import Features, network_features, predicted_class_features
 from shared.predict import parse_item
 from shared.project import Evaluation, PredictItem, Project
@@ -39,7 +41,10 @@ class VisionProject(Project):
         "the ten gets one of the ten anyway, with a probability that is the model's softmax, not a guarantee. "
         "CIFAR-10 was collected from the web around 2008; its photos are not representative of any population."
     )
-    metrics = Metrics("acc", CLASSIFICATION_GOALS)
+    # beside the classification metrics: accuracy under each common corruption of the test set, and their mean
+    metrics = Metrics(
+        "acc", {**CLASSIFICATION_GOALS, "corruption_acc": MAX, **{f"{name}_acc": MAX for name in CORRUPTIONS}}
+    )
     predict_usage = "input=<image, folder of images, or .npy of N×H×W×3> output=preds.csv [top_k=3]"
 
     def model_options(self, data: ProjectData) -> dict[str, Any]:
@@ -49,8 +54,19 @@ class VisionProject(Project):
     def score(self, data: ProjectData, split: str, outputs: np.ndarray) -> dict[str, float]:
         return classification_scores(data.targets(split), outputs)
 
+    def corrupted_inputs(self, data: ProjectData, split: str) -> Iterator[tuple[str, Any]]:
+        """The test images under each of `data.corruptions` at `data.corruption_severity` (CIFAR-10-C style)."""
+        images = _images(data)
+        if split != "test":
+            return
+        for name in images.corruptions:
+            yield name, corrupt(images.inputs(split), name, images.corruption_severity)
+
     def report(self, evaluation: Evaluation, plots_dir: Path, data: ProjectData, model: Any) -> list[Path]:
-        return evaluate.report(evaluation, plots_dir, _classifier(model).class_names)
+        images = _images(data)
+        return evaluate.report(
+            evaluation, plots_dir, _classifier(model).class_names, images.corruptions, images.corruption_severity
+        )
 
     def read_file(self, path: Path, run: Run, cfg: DictConfig) -> list[PredictItem]:
         return image_items(path, lambda name, payload: parse_item(self, name, payload, run, cfg))
