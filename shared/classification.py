@@ -145,6 +145,36 @@ def plot_reliability(targets: np.ndarray, probabilities: np.ndarray, path: Path,
     return save_figure(figure, path)
 
 
+def per_class_accuracy(targets: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Each class's recall: the share of its examples predicted as it (NaN for a class with none)."""
+    predicted = probabilities.argmax(axis=1)
+    classes = probabilities.shape[1]
+    totals = np.bincount(targets, minlength=classes)
+    hits = np.bincount(targets[predicted == targets], minlength=classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, hits / np.maximum(totals, 1), np.nan)
+
+
+def plot_per_class_accuracy(
+    targets: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], path: Path
+) -> Path:
+    """One bar per class with its accuracy written on it, and the overall accuracy as a line: which classes the
+    model gets wrong, in numbers rather than the confusion matrix's counts."""
+    accuracies = 100 * per_class_accuracy(targets, probabilities)
+    figure = Figure(figsize=(max(5.0, 0.6 * len(class_names) + 2), 3.6))
+    axes = figure.add_subplot()
+    bars = axes.bar(range(len(class_names)), np.nan_to_num(accuracies), color="#4c72b0")
+    axes.bar_label(bars, labels=[f"{value:.1f}" for value in accuracies], fontsize=8)
+    overall = 100 * float((probabilities.argmax(axis=1) == targets).mean())
+    axes.axhline(overall, color="grey", linestyle="--", linewidth=1, label=f"all classes {overall:.1f}%")
+    axes.set_xticks(range(len(class_names)), class_names, rotation=45 if max(map(len, class_names)) > 2 else 0)
+    axes.set_ylim(0, 115)
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title("accuracy per class")
+    axes.legend(loc="upper right", fontsize=8)
+    return save_figure(figure, path)
+
+
 def class_columns(
     probabilities: np.ndarray, class_names: Sequence[str], label: str = "label", top: int = 1
 ) -> list[dict[str, Any]]:

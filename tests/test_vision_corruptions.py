@@ -1,16 +1,18 @@
-"""The common-corruption suite (CIFAR-10-C style): what each corruption does to a batch, its seeding and severity,
-its refusals, and the scores and plots the core writes from it."""
+"""Vision's evaluation beyond accuracy: the common-corruption suite (CIFAR-10-C style: what each corruption does to a
+batch, its seeding and severity, its refusals, the scores and plots the core writes from it) and per-class accuracy."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from projects.vision.corruptions import CORRUPTIONS, SEVERITIES, _disk_kernel, check_corruptions, corrupt
 from projects.vision.data import SyntheticImages
+from shared.classification import per_class_accuracy
 from shared.errors import UsageError
 from tests.conftest import train_one
 
@@ -89,7 +91,16 @@ def test_train_scores_every_corruption_and_their_mean_and_plots_them(cli, isolat
     mean = (scores["test/gaussian_noise_acc"] + scores["test/contrast_acc"]) / 2
     assert scores["test/corruption_acc"] == pytest.approx(mean)
     assert metrics["goals"]["test/corruption_acc"] == "max"
-    assert (run / "plots" / "corruptions.png").is_file() and (run / "plots" / "corruption_examples.png").is_file()
+    for plot in ("corruptions", "corruption_examples", "per_class_accuracy"):
+        assert (run / "plots" / f"{plot}.png").is_file(), plot
+
+
+def test_per_class_accuracy_is_each_classs_recall_and_nan_for_an_absent_class() -> None:
+    targets = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 0, 2])
+    probabilities = np.eye(4)[predicted]  # four classes; class 3 has no example
+    accuracies = per_class_accuracy(targets, probabilities)
+    assert accuracies[:3] == pytest.approx([2 / 3, 1 / 2, 1.0]) and np.isnan(accuracies[3])
 
 
 def test_a_corruption_the_suite_lacks_stops_the_run_with_the_known_ones(cli, isolated: Path) -> None:

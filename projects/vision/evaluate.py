@@ -1,5 +1,5 @@
-"""Vision's plots: a confusion matrix, the reliability diagram, the test images the model was surest wrong about, and
-its accuracy under each common corruption beside a few test images so corrupted."""
+"""Vision's plots: a confusion matrix, the accuracy of each class, the reliability diagram, the test images the model
+was surest wrong about, and its accuracy under each common corruption beside a few test images so corrupted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from projects.vision.corruptions import corrupt
-from shared.classification import plot_reliability, plot_surest_mistakes
+from shared.classification import plot_per_class_accuracy, plot_reliability, plot_surest_mistakes
 from shared.project import Evaluation
 from shared.reports import plot_confusion_matrix, save_figure
 
@@ -31,11 +31,12 @@ def report(
     corruptions: Sequence[str] = (),
     severity: int = 3,
 ) -> list[Path]:
-    """Confusion matrix, reliability diagram, the surest mistakes among the test images, and (when the corruption
-    suite ran) the accuracy under each corruption and what the corruptions look like."""
+    """Confusion matrix, accuracy per class, reliability diagram, the surest mistakes among the test images, and
+    (when the corruption suite ran) the accuracy under each corruption and what the corruptions look like."""
     targets, probabilities = evaluation.targets, evaluation.outputs
     written = [
         plot_confusion_matrix(targets, probabilities.argmax(axis=1), class_names, plots_dir / "confusion_matrix.png"),
+        plot_per_class_accuracy(targets, probabilities, class_names, plots_dir / "per_class_accuracy.png"),
         plot_reliability(targets, probabilities, plots_dir / "reliability.png"),
         plot_surest_mistakes(
             as_pictures(evaluation.inputs), targets, probabilities, class_names, plots_dir / "misclassified.png"
