@@ -160,17 +160,27 @@ def plot_per_class_accuracy(
 ) -> Path:
     """One bar per class with its accuracy written on it, and the overall accuracy as a line: which classes the
     model gets wrong, in numbers rather than the confusion matrix's counts."""
-    accuracies = 100 * per_class_accuracy(targets, probabilities)
-    figure = Figure(figsize=(max(5.0, 0.6 * len(class_names) + 2), 3.6))
-    axes = figure.add_subplot()
-    bars = axes.bar(range(len(class_names)), np.nan_to_num(accuracies), color="#4c72b0")
-    axes.bar_label(bars, labels=[f"{value:.1f}" for value in accuracies], fontsize=8)
     overall = 100 * float((probabilities.argmax(axis=1) == targets).mean())
-    axes.axhline(overall, color="grey", linestyle="--", linewidth=1, label=f"all classes {overall:.1f}%")
-    axes.set_xticks(range(len(class_names)), class_names, rotation=45 if max(map(len, class_names)) > 2 else 0)
+    accuracies = dict(zip(class_names, 100 * per_class_accuracy(targets, probabilities), strict=True))
+    return plot_accuracy_bars(accuracies, overall, f"all classes {overall:.1f}%", "accuracy per class", path)
+
+
+def plot_accuracy_bars(
+    accuracies: dict[str, float], line: float, line_label: str, title: str, path: Path, first_colour: str | None = None
+) -> Path:
+    """Accuracies in percent as labelled bars (NaN drawn empty), with a reference accuracy as a dashed line;
+    `first_colour` sets the first bar apart (a clean baseline beside its variants)."""
+    names, values = list(accuracies), np.array(list(accuracies.values()), dtype=float)
+    colours = ["#4c72b0" if first_colour is None else first_colour, *["#4c72b0"] * (len(names) - 1)]
+    figure = Figure(figsize=(max(5.0, 0.6 * len(names) + 2), 3.6))
+    axes = figure.add_subplot()
+    bars = axes.bar(range(len(names)), np.nan_to_num(values), color=colours)
+    axes.bar_label(bars, labels=[f"{value:.1f}" for value in values], fontsize=8)
+    axes.axhline(line, color="grey", linestyle="--", linewidth=1, label=line_label)
+    axes.set_xticks(range(len(names)), names, rotation=30 if max(map(len, names)) > 2 else 0, ha="right")
     axes.set_ylim(0, 115)
     axes.set_ylabel("accuracy (%)")
-    axes.set_title("accuracy per class")
+    axes.set_title(title)
     axes.legend(loc="upper right", fontsize=8)
     return save_figure(figure, path)
 

@@ -11,7 +11,12 @@ import torch
 from matplotlib.figure import Figure
 
 from projects.vision.corruptions import corrupt
-from shared.classification import plot_per_class_accuracy, plot_reliability, plot_surest_mistakes
+from shared.classification import (
+    plot_accuracy_bars,
+    plot_per_class_accuracy,
+    plot_reliability,
+    plot_surest_mistakes,
+)
 from shared.project import Evaluation
 from shared.reports import plot_confusion_matrix, save_figure
 
@@ -53,20 +58,11 @@ def report(
 
 
 def plot_corruption_accuracy(accuracies: dict[str, float], severity: int, path: Path) -> Path:
-    """One bar per corruption (and the clean test set), with the mean over the corruptions as a line."""
-    figure = Figure(figsize=(1.1 * len(accuracies) + 2, 3.6))
-    axes = figure.add_subplot()
-    names, values = list(accuracies), [100 * value for value in accuracies.values()]
-    bars = axes.bar(names, values, color=["#4c72b0", *["#dd8452"] * (len(names) - 1)])
-    axes.bar_label(bars, fmt="%.1f", fontsize=8)
-    mean = sum(values[1:]) / (len(values) - 1)
-    axes.axhline(mean, color="grey", linestyle="--", linewidth=1, label=f"mean under corruption {mean:.1f}%")
-    axes.set_ylim(0, 115)
-    axes.set_ylabel("test accuracy (%)")
-    axes.set_title(f"accuracy under common corruptions (severity {severity} of 5)")
-    axes.tick_params(axis="x", labelrotation=20)
-    axes.legend(loc="upper right", fontsize=8)
-    return save_figure(figure, path)
+    """One bar per corruption beside the clean test set's, with the mean over the corruptions as a line."""
+    percent = {name: 100 * value for name, value in accuracies.items()}
+    mean = sum(list(percent.values())[1:]) / (len(percent) - 1)
+    title = f"accuracy under common corruptions (severity {severity} of 5)"
+    return plot_accuracy_bars(percent, mean, f"mean under corruption {mean:.1f}%", title, path, first_colour="#dd8452")
 
 
 def plot_corruption_examples(images: torch.Tensor, names: Sequence[str], severity: int, plots_dir: Path) -> Path:
