@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from shared.errors import RunNotFoundError
@@ -156,12 +157,33 @@ def test_prediction_builds_no_trainer(cli, isolated: Path, monkeypatch: pytest.M
         ("trainer.gradient_clip_val=-1", "not a non-negative number"),
         ("seed=-1", "seed=-1 is not a whole number of at least 0"),
         ("name=a/../../b", "not a plain folder name"),
+        ("trainer.compile=fast", "trainer.compile='fast' is neither on/off nor a torch.compile mode"),
+        ("trainer.compile={speed:11}", "trainer.compile has speed, which are not torch.compile arguments"),
     ],
 )
 def test_settings_that_make_no_sense_are_refused_before_training(cli, isolated: Path, override: str, message: str):
     result = cli(TinyProject(), "train", *SMOKE, "model=network", override)
     assert result.code == 2 and message in result.err and "fix:" in result.err and "Traceback" not in result.err
     assert not (isolated / "runs" / "tiny").exists() or not any((isolated / "runs" / "tiny").iterdir())
+
+
+def test_a_compiled_network_trains_and_saves_the_plain_modules_weights(cli, isolated: Path) -> None:
+    """`trainer.compile` hands Lightning the torch.compile'd module (dynamo's eager backend here: the same tracing,
+    without a C++ compiler's minutes); the checkpoint keeps the plain module's names, and predict runs it."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    result = cli(
+        TinyProject(), "train", *SMOKE, "model=network", "trainer.max_epochs=5", "trainer.compile={backend:eager}"
+    )
+    assert result.code == 0, result.err
+    assert counters["stats"]["unique_graphs"] > 0, "dynamo traced the steps"
+    run = load_run(TinyProject(), None, _paths(isolated))
+    weights = torch.load(run.directory / "model.ckpt", weights_only=True)["state_dict"]
+    assert weights and not any("_orig_mod" in name for name in weights)
+    assert run.metrics["metrics"]["test/acc"] > 0.85
+    values = [run.project.parse_record({"x": x, "y": 0.0}, run, run.config) for x in (-2.0, 2.0)]
+    assert run.predict(values).argmax(axis=1).tolist() == [0, 1]
 
 
 def test_a_broken_metrics_file_is_skipped_not_fatal(cli, isolated: Path) -> None:

@@ -6,6 +6,7 @@ import logging
 import signal
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from hydra.utils import instantiate
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import move_data_to_device
+from lightning.pytorch.utilities.compile import to_uncompiled
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -84,10 +86,18 @@ class LightningFitter(Fitter):
         val_loader = (
             data.loader(preprocessed(model, data.inputs("val")), data.targets("val")) if "val" in data.splits else None
         )
+        compiled = compile_options(cfg.trainer.get("compile"))
         started = time.perf_counter()
         with warnings.catch_warnings():  # without a val split the kept weights are the last: said below, not warned
             warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
-            _fit_or_raise_interrupted(trainer, model, train_loader, val_loader, cfg.get("resume"))
+            # Lightning's way: fit the torch.compile'd module; it unwraps it, compiles the steps, and saves the
+            # plain module's weights. Evaluation and `predict` then run the plain module (any batch size).
+            fitted = model if compiled is None else torch.compile(model, **compiled)
+            try:
+                _fit_or_raise_interrupted(trainer, fitted, train_loader, val_loader, cfg.get("resume"))
+            finally:
+                if compiled is not None:
+                    to_uncompiled(model)
         seconds = time.perf_counter() - started
         checkpoint = trainer.checkpoint_callback
         if isinstance(checkpoint, ModelCheckpoint) and checkpoint.monitor and checkpoint.best_model_path:
@@ -214,9 +224,38 @@ def check_trainer_options(options: dict[str, Any]) -> None:
             raise UsageError(f"trainer.{name}={value} is not a count or a fraction.", f"e.g. trainer.{name}=0.5.")
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_options(value: Any) -> dict[str, Any] | None:
+    """`trainer.compile` as `torch.compile` arguments, or None for off: false/null (off), true (the default mode),
+    a mode name, or a mapping of `torch.compile` arguments (`{backend: eager}`, `{mode: max-autotune}`)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, str) and value in COMPILE_MODES:
+        return {"mode": value}
+    if isinstance(value, Mapping | DictConfig):
+        options = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else dict(value)
+        unknown = sorted(set(options) - {"mode", "backend", "fullgraph", "dynamic", "options"})  # type: ignore[arg-type]
+        if not unknown:
+            return options  # type: ignore[return-value]
+        raise UsageError(
+            f"trainer.compile has {', '.join(unknown)}, which are not torch.compile arguments.",
+            "use mode, backend, fullgraph, dynamic or options.",
+        )
+    raise UsageError(
+        f"trainer.compile={value!r} is neither on/off nor a torch.compile mode.",
+        f"use true, false, one of {', '.join(COMPILE_MODES)}, or a mapping such as {{backend: eager}}.",
+    )
+
+
 def _trainer_options(cfg: DictConfig) -> dict[str, Any]:
-    """The `trainer` group as Trainer arguments, with `precision: auto` resolved and a clear error for a missing GPU."""
+    """The `trainer` group as Trainer arguments, with `precision: auto` resolved and a clear error for a missing GPU.
+    `compile` is the fitter's, not a Trainer argument."""
     options: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
+    compile_options(options.pop("compile", None))  # refused here, before a Trainer is built
     check_trainer_options(options)
     if str(options.get("accelerator")) in ("gpu", "cuda"):
         require_cuda()
