@@ -142,7 +142,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_train_writes_every_figure_and_picture(runs: dict[str, Path]) -> None:
     run = runs["cgan"]
     metrics = json.loads((run / "metrics.json").read_text())
-    for name in ("fd", "fd_floor", "fd_ratio", "precision", "recall", "nn_ratio", "cond_acc", "cond_acc_9"):
+    names = ("fd", "fd_floor", "fd_ratio", "precision", "recall", "precision_real", "recall_real", "nn_ratio")
+    for name in (*names, "cond_acc", "cond_acc_9"):
         assert np.isfinite(metrics["metrics"][f"test/{name}"]), name
     assert metrics["monitor"] == {"metric": "val/fd", "mode": "min"}
     assert metrics["data"]["judge"] == str(runs["judge"])

@@ -27,6 +27,7 @@ def test_a_short_conditional_run_draws_the_digits_it_is_asked_for(cli, quick_mni
     [metrics_file] = (isolated / "runs" / "gan").rglob("metrics.json")
     scores = json.loads(metrics_file.read_text())["metrics"]
     assert scores["test/fd_floor"] < scores["test/fd"], scores  # real against real is the floor
+    assert scores["test/precision"] < scores["test/precision_real"], scores  # and real digits lie in the real manifold
     # 150 batches are far from a trained GAN (measured with this judge: 34% after 120 batches, 75% after 300), but
     # a generator that ignored its labels would score chance, 10%.
     assert scores["test/cond_acc"] >= 0.2, scores

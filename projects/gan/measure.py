@@ -32,6 +32,8 @@ GOALS: dict[str, Goal] = {
     "fd_ratio": MIN,
     "precision": MAX,
     "recall": MAX,
+    "precision_real": NEITHER,  # real training images in place of the samples: what a perfect generator scores
+    "recall_real": NEITHER,
     "nn_train": NEITHER,
     "nn_held_out": NEITHER,
     "nn_ratio": NEITHER,  # about 1 for a generator that does not copy; near 0 for one that does
