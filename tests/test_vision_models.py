@@ -298,6 +298,22 @@ def test_cutout_zeroes_one_square_of_the_given_size_per_image() -> None:
         assert rows.max() - rows.min() == 5 and columns.max() - columns.min() == 5
 
 
+def test_noise_varies_per_image_up_to_its_bound_and_keeps_dtype_and_range() -> None:
+    batch = torch.full((256, 3, 32, 32), 128, dtype=torch.uint8)
+    augment = BatchAugment(crop_padding=0, flip=False, noise=0.1, seed=0)
+    out = augment(batch)
+    assert out.dtype == torch.uint8 and out.shape == batch.shape
+    spreads = (out.float() - 128).flatten(1).std(dim=1) / 255  # each image's noise, in [0, 1] pixel units
+    assert spreads.max() <= 0.1 * 1.05 and spreads.min() < 0.01  # up to the bound; some images nearly clean
+    assert 0.04 < spreads.mean() < 0.06  # a standard deviation drawn uniformly from [0, 0.1]
+    assert torch.equal(BatchAugment(crop_padding=0, flip=False, noise=0.1, seed=0)(batch), out)  # seeded
+    floats_out = BatchAugment(crop_padding=0, flip=False, noise=1.0, seed=0)(floats())
+    assert floats_out.dtype == torch.float32 and floats_out.min() >= 0 and floats_out.max() <= 1  # clipped
+    assert BatchAugment.from_config({"crop_padding": 0, "flip": False, "noise": 0.05}) is not None
+    with pytest.raises(UsageError, match="is not a standard deviation in"):
+        BatchAugment(noise=1.5)
+
+
 def test_the_models_cutout_is_the_mean_colour_which_normalises_to_zero() -> None:
     model = ResNet9(widths=(8, 8, 8, 8), augment={"crop_padding": 0, "flip": False, "cutout": 4, "seed": 0})
     out = model.normalise(model.augment(torch.full((2, 3, 32, 32), 255, dtype=torch.uint8)))
@@ -305,7 +321,7 @@ def test_the_models_cutout_is_the_mean_colour_which_normalises_to_zero() -> None
 
 
 def test_unknown_augmentation_options_are_refused_with_the_known_ones() -> None:
-    with pytest.raises(UsageError, match="crop_padding, flip, cutout, seed"):
+    with pytest.raises(UsageError, match="crop_padding, flip, cutout, noise, seed"):
         BatchAugment.from_config({"crop": 2})
     with pytest.raises(UsageError):
         BatchAugment(crop_padding=-1)

@@ -1,4 +1,4 @@
-"""Random crops, flips and cutout of whole training batches, on the batch's device.
+"""Random crops, flips, cutout and Gaussian noise of whole training batches, on the batch's device.
 
 The data's loaders only slice uint8 tensors; the model augments each training batch here, before it converts
 it to float. On a CPU the cost must stay small beside the training step, so nothing loops over images: a
@@ -10,6 +10,10 @@ seed gives the same batches on any device, and its state travels in the model's 
 `flip: alternate` is airbench's alternating flip: each image is mirrored in every other epoch, on a side that is
 random per image but fixed (the parity of its pixel sum, salted by the seed), so two successive epochs always show
 both sides of an image, where independent flips show a quarter of the images one side twice.
+
+`noise` is Gaussian data augmentation against the corruption suite's `gaussian_noise`: each image gets noise of a
+standard deviation drawn uniformly from [0, noise] (in [0, 1] pixel units, CIFAR-10-C's unit), so the network
+sees clean and noisy images alike.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 
 from shared.errors import UsageError
 
-OPTIONS = ("crop_padding", "flip", "cutout", "seed")
+OPTIONS = ("crop_padding", "flip", "cutout", "noise", "seed")
 FLIPS = (True, False, "alternate")
 
 
@@ -29,13 +33,15 @@ class BatchAugment:
     """Per image: a crop of the image reflect-padded by `crop_padding` (a shift of up to that many pixels each
     way, as in airbench's translate), a horizontal flip (half the images, or `alternate`), and a square of side
     `cutout` (0 = off), wholly inside the image, set to `fill`: a colour in [0, 1] per channel (the model passes
-    the data's mean colour, which normalises to 0)."""
+    the data's mean colour, which normalises to 0); then Gaussian noise of a standard deviation up to `noise`
+    (0 = off)."""
 
     def __init__(
         self,
         crop_padding: int = 2,
         flip: bool | str = True,
         cutout: int = 0,
+        noise: float = 0.0,
         seed: int | None = None,
         fill: Sequence[float] = (0.0, 0.0, 0.0),
     ) -> None:
@@ -44,9 +50,11 @@ class BatchAugment:
                 f"augment.crop_padding={crop_padding} and augment.cutout={cutout} must not be negative.",
                 "use 0 to turn either off.",
             )
+        if not 0 <= noise <= 1:
+            raise UsageError(f"augment.noise={noise} is not a standard deviation in [0, 1].", "e.g. augment.noise=0.1.")
         if flip not in FLIPS:
             raise UsageError(f"augment.flip={flip!r} is not one of true, false, alternate.", "e.g. augment.flip=true.")
-        self.crop_padding, self.flip, self.cutout = int(crop_padding), flip, int(cutout)
+        self.crop_padding, self.flip, self.cutout, self.noise = int(crop_padding), flip, int(cutout), float(noise)
         self.fill = torch.tensor(fill, dtype=torch.float32).view(1, -1, 1, 1)
         self.generator = torch.Generator()
         # The core seeds torch's global generator, so a run's augmentation is reproducible without a seed too.
@@ -62,7 +70,7 @@ class BatchAugment:
         if unknown:
             raise UsageError(f"unknown augment option(s) {', '.join(unknown)}.", f"use some of: {', '.join(OPTIONS)}.")
         augment = cls(**options, **extra)
-        return augment if augment.crop_padding or augment.flip or augment.cutout else None
+        return augment if augment.crop_padding or augment.flip or augment.cutout or augment.noise else None
 
     def __call__(self, images: torch.Tensor, epoch: int = 0) -> torch.Tensor:
         """N×C×H×W images (uint8, or float in [0, 1]) → the same shape and dtype, moved about per image."""
@@ -90,7 +98,18 @@ class BatchAugment:
             fill = (self.fill * 255).round() if images.dtype == torch.uint8 else self.fill
             mask = self._cutout_mask(count, height, width).to(images.device)
             images = torch.where(mask, fill.to(images), images)
+        if self.noise:
+            images = self._noisy(images)
         return images
+
+    def _noisy(self, images: torch.Tensor) -> torch.Tensor:
+        """Each image plus Gaussian noise of its own standard deviation in [0, noise], clipped, in its own dtype."""
+        count = len(images)
+        deviations = torch.rand(count, 1, 1, 1, generator=self.generator) * self.noise
+        noise = torch.randn(images.shape, generator=self.generator) * deviations
+        scale = 255.0 if images.dtype == torch.uint8 else 1.0
+        noisy = images.float() + noise.to(images.device) * scale
+        return noisy.round().clamp(0, 255).to(torch.uint8) if images.dtype == torch.uint8 else noisy.clamp(0, 1)
 
     def _flipped(self, images: torch.Tensor, epoch: int) -> torch.Tensor:
         """Which images to mirror (a CPU bool per image)."""
