@@ -151,8 +151,7 @@ def per_class_accuracy(targets: np.ndarray, probabilities: np.ndarray) -> np.nda
     classes = probabilities.shape[1]
     totals = np.bincount(targets, minlength=classes)
     hits = np.bincount(targets[predicted == targets], minlength=classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(totals > 0, hits / np.maximum(totals, 1), np.nan)
+    return np.where(totals > 0, hits / np.maximum(totals, 1), np.nan)
 
 
 def plot_per_class_accuracy(

@@ -31,7 +31,7 @@ def score(data: GanImages, split: str, samples: Samples) -> dict[str, float]:
     real_features = judge.features(held_out[:count])
     fake_features = judge.features(fake[chosen])
     scores["precision"], scores["recall"] = measure.precision_recall(real_features, fake_features)
-    # their floor: as many real training images in place of the samples (a perfect generator's figures)
+    # their ceiling: as many real training images in place of the samples (a perfect generator's figures)
     reference_features = judge.features(reference[:count])
     scores["precision_real"], scores["recall_real"] = measure.precision_recall(real_features, reference_features)
     scores |= measure.memorisation(fake[chosen], reference[:count], held_out[:count])

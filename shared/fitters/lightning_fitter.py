@@ -81,12 +81,12 @@ class LightningFitter(Fitter):
 
     def fit(self, model: LightningModule, data: ProjectData, cfg: DictConfig, run_dir: Path) -> FitResult:
         history = History()
+        compiled = compile_options(OmegaConf.to_container(cfg.trainer, resolve=True).get("compile"))  # type: ignore[union-attr]
         trainer = self.build_trainer(cfg, run_dir, [history])
         train_loader = data.loader(preprocessed(model, data.inputs("train")), data.targets("train"), train=True)
         val_loader = (
             data.loader(preprocessed(model, data.inputs("val")), data.targets("val")) if "val" in data.splits else None
         )
-        compiled = compile_options(cfg.trainer.get("compile"))
         started = time.perf_counter()
         with warnings.catch_warnings():  # without a val split the kept weights are the last: said below, not warned
             warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
@@ -236,11 +236,10 @@ def compile_options(value: Any) -> dict[str, Any] | None:
         return {}
     if isinstance(value, str) and value in COMPILE_MODES:
         return {"mode": value}
-    if isinstance(value, Mapping | DictConfig):
-        options = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else dict(value)
-        unknown = sorted(set(options) - {"mode", "backend", "fullgraph", "dynamic", "options"})  # type: ignore[arg-type]
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - {"mode", "backend", "fullgraph", "dynamic", "options"})
         if not unknown:
-            return options  # type: ignore[return-value]
+            return dict(value)
         raise UsageError(
             f"trainer.compile has {', '.join(unknown)}, which are not torch.compile arguments.",
             "use mode, backend, fullgraph, dynamic or options.",
@@ -255,7 +254,7 @@ def _trainer_options(cfg: DictConfig) -> dict[str, Any]:
     """The `trainer` group as Trainer arguments, with `precision: auto` resolved and a clear error for a missing GPU.
     `compile` is the fitter's, not a Trainer argument."""
     options: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
-    compile_options(options.pop("compile", None))  # refused here, before a Trainer is built
+    options.pop("compile", None)  # checked by `fit`, before it builds the Trainer
     check_trainer_options(options)
     if str(options.get("accelerator")) in ("gpu", "cuda"):
         require_cuda()
