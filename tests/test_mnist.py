@@ -337,6 +337,40 @@ def test_the_cnn_exposes_its_penultimate_features() -> None:
     assert torch.allclose(model.head(features), model(images))
 
 
+def test_pooling_before_the_norm_is_the_same_function_in_eval_mode() -> None:
+    """Max-pooling commutes with BatchNorm's rising affine map and ReLU: with the same weights and statistics
+    (positive scales), conv-pool-BN-ReLU gives what conv-BN-ReLU-pool gives, on a quarter of the values."""
+    from projects.mnist.models import ConvNet
+
+    torch.manual_seed(0)
+    usual = ConvNet(widths=(8, 16, 32)).eval()
+    for module in usual.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    pooled_first = ConvNet(widths=(8, 16, 32), pool_before_norm=True).eval()
+    weighted = (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear)
+    layers = [module for module in usual.modules() if isinstance(module, weighted)]
+    reordered = [module for module in pooled_first.modules() if isinstance(module, weighted)]
+    for source, target in zip(layers, reordered, strict=True):  # the same layers, in another order
+        target.load_state_dict(source.state_dict())
+    images = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(pooled_first(images), usual(images), atol=1e-5)
+
+
+def test_more_convolutions_per_block_keep_the_feature_size() -> None:
+    from projects.mnist.models import ConvNet
+
+    deeper = ConvNet(widths=(8, 16, 32), convolutions_per_block=2)
+    convolutions = [module for module in deeper.modules() if isinstance(module, torch.nn.Conv2d)]
+    assert len(convolutions) == 6
+    assert deeper.features(torch.randn(2, 1, 28, 28)).shape == (2, 32 * 3 * 3)
+    with pytest.raises(UsageError, match=r"model\.convolutions_per_block"):
+        ConvNet(convolutions_per_block=0)
+
+
 def test_fashion_mnist_without_a_mirror_names_its_own_folder(cli, isolated: Path, no_mirror: None) -> None:
     result = cli("mnist", "train", "data=fashion_mnist", "trainer=cpu")
     assert result.code == 1 and "dataset 'fashion-mnist'" in result.err and "t10k-images-idx3-ubyte.gz" in result.err

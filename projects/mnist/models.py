@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from torch import nn
 
+from shared import checks
 from shared.capabilities import ExportGraph, Exports, ExtractsFeatures, PredictStep
 from shared.classification import Classifier
 
@@ -54,13 +55,24 @@ class DigitClassifier(Classifier, Exports):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def _conv_block(inputs: int, outputs: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(inputs, outputs, 3, padding=1, bias=False),
-        nn.BatchNorm2d(outputs),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
+def _conv_block(inputs: int, outputs: int, pool_before_norm: bool, convolutions: int) -> nn.Sequential:
+    """A convolution that halves the side, then `convolutions - 1` more at the halved side (airbench's groups).
+
+    The first is conv-BN-ReLU-pool, or conv-pool-BN-ReLU with `pool_before_norm`: the same kind of function
+    (max-pooling commutes with a rising affine map and ReLU) with BatchNorm and ReLU on a quarter of the values.
+    """
+    convolution = nn.Conv2d(inputs, outputs, 3, padding=1, bias=False)
+    if pool_before_norm:
+        layers = [convolution, nn.MaxPool2d(2), nn.BatchNorm2d(outputs), nn.ReLU(inplace=True)]
+    else:
+        layers = [convolution, nn.BatchNorm2d(outputs), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+    for _ in range(convolutions - 1):
+        layers += [
+            nn.Conv2d(outputs, outputs, 3, padding=1, bias=False),
+            nn.BatchNorm2d(outputs),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
 
 
 class ConvNet(DigitClassifier, ExtractsFeatures):
@@ -75,6 +87,8 @@ class ConvNet(DigitClassifier, ExtractsFeatures):
         widths: Sequence[int] = (32, 64, 128),
         dropout: float = 0.2,
         channels_last: bool = True,
+        pool_before_norm: bool = False,
+        convolutions_per_block: int = 1,
         lr: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
@@ -84,7 +98,8 @@ class ConvNet(DigitClassifier, ExtractsFeatures):
         super().__init__(lr, momentum, weight_decay, label_smoothing, warmup)
         self.save_hyperparameters()
         channels = [1, *widths]
-        self.blocks = nn.Sequential(*(_conv_block(a, b) for a, b in pairwise(channels)))
+        convolutions = checks.whole(convolutions_per_block, "model.convolutions_per_block", example=1)
+        self.blocks = nn.Sequential(*(_conv_block(a, b, pool_before_norm, convolutions) for a, b in pairwise(channels)))
         side = 28
         for _ in widths:
             side //= 2
