@@ -14,9 +14,11 @@ from omegaconf import OmegaConf
 
 from shared.cli import tune_overrides
 from shared.config import project_config_dir
+from shared.errors import UsageError
 from shared.registry import load_project, project_names
 from shared.runs import successful_runs
 from shared.tune.command import prepare
+from shared.tune.space import load_search
 from tests.conftest import refused
 from tests.tiny_project.project import TinyProject
 
@@ -175,3 +177,17 @@ def test_every_shipped_search_space_composes_with_its_project(name: str, search:
     tuning = prepare(load_project(name), cfg)
     assert tuning.space.params and tuning.objective.direction in ("maximize", "minimize")
     assert not tuning.objective.name.startswith("test")
+
+
+def test_an_enqueued_trial_is_given_as_optuna_stores_it(tmp_path: Path) -> None:
+    """A list choice is stored as its override text: an enqueued list must be too, or Optuna samples it instead."""
+    (tmp_path / "search").mkdir()
+    head = "params:\n  model.widths: {type: categorical, choices: [[8, 16], [16, 32]]}\n"
+    (tmp_path / "search" / "lists.yaml").write_text(head + "enqueue: [{model.widths: [16, 32]}]\n")
+    [trial] = load_search(tmp_path, "lists").enqueue
+    assert trial == {"model.widths": "[16,32]"}
+
+    (tmp_path / "search" / "stray.yaml").write_text(head + "enqueue: [{model.widths: [4, 8]}]\n")
+    with pytest.raises(UsageError, match=r"model.widths=\[4,8\], which is not among its choices") as refusal:
+        load_search(tmp_path, "stray")
+    assert "[8,16], [16,32]" in refusal.value.fix

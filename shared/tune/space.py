@@ -130,6 +130,7 @@ def load_search(config_dir: Path, name: str) -> SearchSpace:
             f"{path}: enqueue must be a list of mappings from searched keys to values.",
             f"e.g. enqueue: [{{{next(iter(keys))}: ...}}]",
         )
+    enqueue = [_enqueued(path, params, item) for item in enqueue]
     pruner = content.get("pruner")
     if pruner is not None and not (isinstance(pruner, dict) and "_target_" in pruner):
         raise UsageError(
@@ -154,6 +155,25 @@ def _strings(path: Path, section: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) and "=" in item for item in value):
         raise UsageError(f"{path}: {section} must be a list of overrides.", f"e.g. {section}: [model=cnn]")
     return tuple(value)
+
+
+def _enqueued(path: Path, params: tuple[Param, ...], item: dict[str, Any]) -> dict[str, Any]:
+    """An `enqueue:` trial as Optuna takes it: each categorical value as its stored choice, and one of the choices
+    (Optuna would otherwise warn and sample that parameter instead, so the trial would not be the one written)."""
+    kinds = {param.key: param for param in params}
+    values = {}
+    for key, value in item.items():
+        param = kinds[key]
+        if param.kind == "categorical":
+            choices = [optuna_choice(choice) for choice in param.choices]
+            if optuna_choice(value) not in choices:
+                raise UsageError(
+                    f"{path}: enqueue gives {key}={override_value(value)}, which is not among its choices.",
+                    f"use one of: {', '.join(str(choice) for choice in choices)}.",
+                )
+            value = optuna_choice(value)
+        values[key] = value
+    return values
 
 
 def _param(path: Path, key: str, spec: Any) -> Param:
