@@ -36,6 +36,30 @@ def test_a_district_never_sees_its_own_value_in_the_rows_it_is_fitted_on(distric
     assert fitted.shape == (200, len(names)) and np.isfinite(fitted).all()
 
 
+def test_the_premium_is_the_neighbours_value_per_dollar_of_income_and_never_the_districts_own(districts) -> None:
+    inputs, values = districts
+    plain = Neighbourhood(neighbours=8).fit_transform(inputs, values)
+    neighbourhood = Neighbourhood(neighbours=8, premium=True)
+    fitted = neighbourhood.fit_transform(inputs, values)
+    names = list(neighbourhood.get_feature_names_out())
+    assert names[:6] == [
+        "neighbour_value_2",
+        "neighbour_value_8",
+        "neighbour_premium_2",
+        "neighbour_premium_8",
+        "implied_value_2",
+        "implied_value_8",
+    ]
+    assert fitted.shape == (200, len(names)) and np.isfinite(fitted).all()
+    np.testing.assert_allclose(fitted[:, :2], plain[:, :2])  # the option adds columns and changes none
+    np.testing.assert_allclose(fitted[:, 6:], plain[:, 2:])
+    own_log_income = np.log(inputs[:, 2])
+    np.testing.assert_allclose(fitted[:, 4:6], fitted[:, 2:4] + own_log_income[:, None])
+    assert fitted[0, 4:6].max() < np.log(values[0]) - 2  # cross-fitted like the values: the district's own is not in it
+    as_new = neighbourhood.transform(inputs[:1])
+    assert as_new[0, 2] == pytest.approx(np.log(values[0]) - own_log_income[0], abs=0.5)  # as a new one, its own is
+
+
 def test_the_area_means_leave_the_district_itself_out(districts) -> None:
     inputs, values = districts
     fitted = Neighbourhood(neighbours=5).fit_transform(inputs, values)

@@ -100,7 +100,10 @@ class Neighbourhood(TransformerMixin, BaseEstimator):
       counts only approximate;
     - `area_income`, `area_age`, `area_rooms`: the mean log income, age and log rooms per household of the
       `neighbours` nearest (the area's means, not the district's own);
-    - `area_spread`: the log distance to the `neighbours`-th nearest (a dense city or open country).
+    - `area_spread`: the log distance to the `neighbours`-th nearest (a dense city or open country);
+    - with `premium`, `neighbour_premium_<k>`: the same weighted mean of log value minus log income (what the street
+      pays for a dollar of income), and `implied_value_<k>`: the district's own log income plus it. A tree splits
+      on a sum like that in one step where it would need many to learn it from income and value apart.
 
     The values are target encoding, so they are cross-fitted as scikit-learn's `TargetEncoder` is: on the rows
     it is fitted on (`fit_transform`), a district's value features come from the other `folds` only, and its
@@ -109,10 +112,13 @@ class Neighbourhood(TransformerMixin, BaseEstimator):
     cosine of the latitude; an empty cell is the training median, as in the other branches.
     """
 
-    def __init__(self, neighbours: int = 20, folds: int = 5, random_state: int | None = 0) -> None:
+    def __init__(
+        self, neighbours: int = 20, folds: int = 5, random_state: int | None = 0, premium: bool = False
+    ) -> None:
         self.neighbours = neighbours
         self.folds = folds
         self.random_state = random_state
+        self.premium = premium
 
     def _value_counts(self) -> list[int]:
         return sorted({max(1, self.neighbours // 4), self.neighbours})
@@ -138,10 +144,11 @@ class Neighbourhood(TransformerMixin, BaseEstimator):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Features of new districts, from every training district."""
-        position, _ = self._described(X)
+        position, area = self._described(X)
         count = min(self.neighbours, len(self.positions_))
         distances, indices = _nearest(self.positions_, position, count)
-        return np.column_stack([self._values(distances, indices, self.log_values_), self._area(distances, indices)])
+        values = self._valued(distances, indices, self.log_values_, self.areas_[:, 0], area[:, 0])
+        return np.column_stack([values, self._area(distances, indices)])
 
     def fit_transform(self, X: np.ndarray, y: np.ndarray | None = None, **fit_params: object) -> np.ndarray:
         """Features of the training districts themselves: values cross-fitted, each district left out of its area."""
@@ -154,13 +161,39 @@ class Neighbourhood(TransformerMixin, BaseEstimator):
         itself[~itself.any(axis=1), -1] = True  # a twin at the same spot came first: drop the farthest instead
         distances = distances[~itself].reshape(len(indices), count)
         indices = indices[~itself].reshape(len(indices), count)
-        values = np.empty((len(indices), len(self._value_counts())))
+        values = np.empty((len(indices), len(self._value_names())))
         folds = KFold(min(self.folds, len(indices)), shuffle=True, random_state=self.random_state)
+        log_incomes = self.areas_[:, 0]
         for fitted, held_out in folds.split(self.positions_):
             near = min(self.neighbours, len(fitted))
             fold_distances, fold_indices = _nearest(self.positions_[fitted], self.positions_[held_out], near)
-            values[held_out] = self._values(fold_distances, fold_indices, self.log_values_[fitted])
+            values[held_out] = self._valued(
+                fold_distances, fold_indices, self.log_values_[fitted], log_incomes[fitted], log_incomes[held_out]
+            )
         return np.column_stack([values, self._area(distances, indices)])
+
+    def _valued(
+        self,
+        distances: np.ndarray,
+        indices: np.ndarray,
+        log_values: np.ndarray,
+        log_incomes: np.ndarray,
+        own_log_incomes: np.ndarray,
+    ) -> np.ndarray:
+        """The value features of districts from their neighbours (indices into `log_values` and `log_incomes`)."""
+        values = self._values(distances, indices, log_values)
+        if not getattr(self, "premium", False):  # absent in models saved before the option
+            return values
+        premiums = self._values(distances, indices, log_values - log_incomes)
+        return np.column_stack([values, premiums, premiums + own_log_incomes[:, None]])
+
+    def _value_names(self) -> list[str]:
+        counts = self._value_counts()
+        names = [f"neighbour_value_{count}" for count in counts]
+        if getattr(self, "premium", False):
+            names += [f"neighbour_premium_{count}" for count in counts]
+            names += [f"implied_value_{count}" for count in counts]
+        return names
 
     def _values(self, distances: np.ndarray, indices: np.ndarray, log_values: np.ndarray) -> np.ndarray:
         weights = 1.0 / (distances + NEAR)
@@ -174,8 +207,8 @@ class Neighbourhood(TransformerMixin, BaseEstimator):
         return np.column_stack([self.areas_[indices].mean(axis=1), np.log(distances[:, -1] + NEAR)])
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        values = [f"neighbour_value_{count}" for count in self._value_counts()]
-        return np.array([*values, "area_income", "area_age", "area_rooms", "area_spread"], dtype=object)
+        names = [*self._value_names(), "area_income", "area_age", "area_rooms", "area_spread"]
+        return np.array(names, dtype=object)
 
 
 def _nearest(points: np.ndarray, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,10 +243,11 @@ def categorical_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def make_preprocessor(
-    n_clusters: int = 10, gamma: float = 1.0, rotations: int = 0, neighbours: int = 0
+    n_clusters: int = 10, gamma: float = 1.0, rotations: int = 0, neighbours: int = 0, premium: bool = False
 ) -> ColumnTransformer:
     """The shared `ColumnTransformer`; `n_clusters` 0 drops the cluster features, `rotations` adds rotated axes,
-    `neighbours` > 0 adds the `Neighbourhood` features from that many nearest training districts."""
+    `neighbours` > 0 adds the `Neighbourhood` features from that many nearest training districts (`premium`: with
+    their value per dollar of income)."""
     branches: list[tuple[str, object, object]] = [
         (name, _ratio_pipeline(name), list(columns)) for name, columns in RATIOS.items()
     ]
@@ -242,6 +276,6 @@ def make_preprocessor(
     if n_clusters:
         branches.append(("geo", ClusterSimilarity(n_clusters, gamma), COORDINATES))
     if neighbours:
-        scaled = make_pipeline(Neighbourhood(neighbours), StandardScaler())
+        scaled = make_pipeline(Neighbourhood(neighbours, premium=premium), StandardScaler())
         branches.append(("neighbourhood", scaled, NEIGHBOURHOOD_INPUTS))
     return ColumnTransformer(branches, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False)
