@@ -20,13 +20,15 @@ from torch import nn
 from shared import checks
 from shared.capabilities import ExportGraph, Exports, ExtractsFeatures, PredictStep
 from shared.classification import Classifier
+from shared.schedules import BudgetedOneCycleLR, time_budget_spent
 
 CLASSES = 10
 
 
 class DigitClassifier(Classifier, Exports):
     """The shared classifier steps (`shared.classification.Classifier`) with SGD, Nesterov momentum and a
-    one-cycle learning-rate schedule. Exported as its prediction: normalised N×1×28×28 images to probabilities."""
+    one-cycle learning-rate schedule that ends on time when `trainer.max_time` comes first.
+    Exported as its prediction: normalised N×1×28×28 images to probabilities."""
 
     def __init__(self, lr: float, momentum: float, weight_decay: float, label_smoothing: float, warmup: float) -> None:
         super().__init__(CLASSES, label_smoothing)
@@ -46,8 +48,9 @@ class DigitClassifier(Classifier, Exports):
             nesterov=True,
             weight_decay=self.weight_decay,
         )
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
+        schedule = BudgetedOneCycleLR(  # OneCycleLR, ending on time when trainer.max_time comes first
             optimizer,
+            budget_spent=time_budget_spent(self.trainer),
             max_lr=self.lr,
             total_steps=self.trainer.estimated_stepping_batches,
             pct_start=self.warmup,
