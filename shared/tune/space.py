@@ -51,13 +51,18 @@ class Param:
     step: float | int | None = None
     choices: tuple[Any, ...] = ()
 
+    @property
+    def stored_choices(self) -> list[Any]:
+        """The choices as Optuna stores them (`optuna_choice`): what a trial's value is compared with."""
+        return [optuna_choice(choice) for choice in self.choices]
+
     def suggest(self, trial: Any) -> Any:
         """The trial's value for this key (an `optuna.Trial`'s suggest_* under the key's own name)."""
         if self.kind == "float":
             return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
         if self.kind == "int":
             return trial.suggest_int(self.key, self.low, self.high, log=self.log, step=self.step or 1)
-        return trial.suggest_categorical(self.key, [optuna_choice(choice) for choice in self.choices])
+        return trial.suggest_categorical(self.key, self.stored_choices)
 
     def override(self, value: Any) -> str:
         """The Hydra override that sets this key to `value` (a list or mapping choice arrives as its text)."""
@@ -160,18 +165,17 @@ def _strings(path: Path, section: str, value: Any) -> tuple[str, ...]:
 def _enqueued(path: Path, params: tuple[Param, ...], item: dict[str, Any]) -> dict[str, Any]:
     """An `enqueue:` trial as Optuna takes it: each categorical value as its stored choice, and one of the choices
     (Optuna would otherwise warn and sample that parameter instead, so the trial would not be the one written)."""
-    kinds = {param.key: param for param in params}
+    params_by_key = {param.key: param for param in params}
     values = {}
     for key, value in item.items():
-        param = kinds[key]
+        param = params_by_key[key]
         if param.kind == "categorical":
-            choices = [optuna_choice(choice) for choice in param.choices]
-            if optuna_choice(value) not in choices:
+            value = optuna_choice(value)
+            if value not in param.stored_choices:
                 raise UsageError(
                     f"{path}: enqueue gives {key}={override_value(value)}, which is not among its choices.",
-                    f"use one of: {', '.join(str(choice) for choice in choices)}.",
+                    f"use one of: {', '.join(str(choice) for choice in param.stored_choices)}.",
                 )
-            value = optuna_choice(value)
         values[key] = value
     return values
 

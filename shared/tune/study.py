@@ -154,7 +154,7 @@ def _baseline_values(tuning: Tuning) -> dict[str, Any]:
         if isinstance(value, DictConfig | ListConfig):
             value = OmegaConf.to_container(value, resolve=True)
         if param.kind == "categorical":
-            if optuna_choice(value) in [optuna_choice(choice) for choice in param.choices]:
+            if optuna_choice(value) in param.stored_choices:
                 values[param.key] = optuna_choice(value)
         elif isinstance(value, int | float) and not isinstance(value, bool) and param.low <= value <= param.high:
             values[param.key] = value
