@@ -182,15 +182,19 @@ class Neighbourhood(TransformerMixin, BaseEstimator):
     ) -> np.ndarray:
         """The value features of districts from their neighbours (indices into `log_values` and `log_incomes`)."""
         values = self._values(distances, indices, log_values)
-        if not getattr(self, "premium", False):  # absent in models saved before the option
+        if not self._with_premium:
             return values
         premiums = self._values(distances, indices, log_values - log_incomes)
         return np.column_stack([values, premiums, premiums + own_log_incomes[:, None]])
 
+    @property
+    def _with_premium(self) -> bool:
+        return getattr(self, "premium", False)  # absent in models saved before the option
+
     def _value_names(self) -> list[str]:
         counts = self._value_counts()
         names = [f"neighbour_value_{count}" for count in counts]
-        if getattr(self, "premium", False):
+        if self._with_premium:
             names += [f"neighbour_premium_{count}" for count in counts]
             names += [f"implied_value_{count}" for count in counts]
         return names
