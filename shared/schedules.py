@@ -24,10 +24,10 @@ def time_budget_spent(trainer: Trainer) -> Callable[[], float]:
     if timer is None or timer.time_remaining() is None:
         return lambda: 0.0
 
+    budget = max(timer.time_elapsed() + timer.time_remaining(), 1e-9)  # max_time, in seconds
+
     def spent() -> float:
-        elapsed = timer.time_elapsed()
-        remaining = timer.time_remaining() or 0.0
-        return min(1.0, elapsed / max(elapsed + remaining, 1e-9))
+        return min(1.0, timer.time_elapsed() / budget)
 
     return spent
 
