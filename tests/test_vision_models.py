@@ -184,6 +184,31 @@ def test_airbench_trains_in_lightning_with_its_optimiser_freezing_and_lookahead(
     assert model._average is not None and all(map(torch.equal, model._average, state))  # the epoch ends on it
 
 
+def test_airbench_stopped_by_max_time_ends_annealed_and_on_its_average() -> None:
+    """A preset capped by trainer.max_time on a machine too slow for its epochs: the rate has fallen to its end
+    and the network is the lookahead average when the Timer stops it, as after a full-length run."""
+    torch.manual_seed(0)
+    model = Airbench(widths=TINY_AIRBENCH, lookahead_from=0, batch_size=16)
+    model.fit_on_train(images(64), labels(64).numpy())
+    loader = DataLoader(TensorDataset(images(64), labels(64)), batch_size=16, shuffle=True)
+    trainer = Trainer(
+        max_epochs=100_000,  # by steps alone the rate would still be warming up when the time runs out
+        max_time={"seconds": 2},
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, train_dataloaders=loader)
+    assert trainer.current_epoch < 100_000, "stopped by the time limit"
+    [schedule] = trainer.lr_scheduler_configs
+    group = trainer.optimizers[0].param_groups[1]
+    assert schedule.scheduler.get_last_lr()[1] == pytest.approx(group["max_lr"] * model.lr_end, rel=1e-3)
+    state = [tensor for tensor in model.state_dict().values() if tensor.is_floating_point()]
+    assert model._average is not None and all(map(torch.equal, model._average, state))
+
+
 def test_resnet_trains_in_lightning_on_the_warmup_decay_schedule() -> None:
     torch.manual_seed(0)
     model = NETWORKS["resnet"][0](augment={"crop_padding": 2, "flip": True, "cutout": 4})

@@ -19,7 +19,7 @@ What makes it fast to train, each kept here:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ from projects.vision.models import VisionClassifier, one_cycle
 from projects.vision.muon import MuonSGD
 from shared.capabilities import FitsOnTrain
 from shared.errors import UsageError
+from shared.schedules import time_budget_spent
 
 WIDTHS = {"block1": 64, "block2": 256, "block3": 256}
 WHITEN_KERNEL = 2  # 2×2 patches of 3 channels: 12 whitened directions, each with its negative → 24 channels
@@ -189,6 +190,7 @@ class Airbench(AirbenchNetwork):
         self.batch_size, self.warmup, self.lr_start, self.lr_end = batch_size, warmup, lr_start, lr_end
         self.lookahead_from = lookahead_from
         self._average: list[torch.Tensor] | None = None
+        self._budget_spent: Callable[[], float] = lambda: 0.0  # the share of trainer.max_time spent: fit sets it
 
     def configure_optimizers(self) -> dict[str, Any]:
         # airbench's decoupled form: Nesterov's steps are 1 + 1 / (1 - momentum) times the gradient's, so the lr is
@@ -206,14 +208,18 @@ class Airbench(AirbenchNetwork):
         ]
         optimizer = torch.optim.SGD(groups, momentum=self.momentum, nesterov=True)
         total = self.trainer.estimated_stepping_batches
-        schedule = one_cycle(optimizer, total, self.warmup, self.lr_start, self.lr_end)
+        self._budget_spent = time_budget_spent(self.trainer)
+        schedule = one_cycle(optimizer, total, self.warmup, self.lr_start, self.lr_end, self._budget_spent)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
         """Lookahead: every few steps, the average moves towards the weights and the weights jump to it."""
         if self.lookahead_from is None or self.current_epoch < self.lookahead_from:
             return
-        last = self.global_step >= self.trainer.estimated_stepping_batches
+        # How far training is: the steps taken, or the share of trainer.max_time spent where that is further (the
+        # schedule's own measure); the Timer's stop (or any other) is the last step.
+        progress = min(1.0, max(self.global_step / self.trainer.estimated_stepping_batches, self._budget_spent()))
+        last = progress >= 1 or self.trainer.should_stop
         due = self.global_step % LOOKAHEAD_EVERY == 0
         if not due and not last:
             return
@@ -221,10 +227,7 @@ class Airbench(AirbenchNetwork):
         if self._average is None:
             self._average = [tensor.clone() for tensor in tensors]
             return
-        decay = (
-            LOOKAHEAD_DECAY**LOOKAHEAD_EVERY
-            * (self.global_step / self.trainer.estimated_stepping_batches) ** LOOKAHEAD_POWER
-        )
+        decay = LOOKAHEAD_DECAY**LOOKAHEAD_EVERY * progress**LOOKAHEAD_POWER
         with torch.no_grad():  # after the last step the weights return to the average (airbench's): the run keeps it
             for average, tensor in zip(self._average, tensors, strict=True):
                 if due:

@@ -8,7 +8,7 @@ mirror images (and one-pixel shifts).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from projects.vision.augment import BatchAugment
 from shared.capabilities import ExportGraph, Exports, ExtractsFeatures, PredictStep
 from shared.classification import Classifier
 from shared.errors import UsageError
+from shared.schedules import BudgetedOneCycleLR, time_budget_spent
 
 # Per-channel mean and standard deviation of the 50,000 CIFAR-10 training images in [0, 1], as airbench and
 # most CIFAR-10 code use them (github.com/KellerJordan/cifar10-airbench, airbench94.py: CIFAR_MEAN, CIFAR_STD).
@@ -28,15 +29,23 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def one_cycle(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup: float, start: float, end: float
-) -> torch.optim.lr_scheduler.OneCycleLR:
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup: float,
+    start: float,
+    end: float,
+    budget_spent: Callable[[], float] = lambda: 0.0,
+) -> BudgetedOneCycleLR:
     """Each group's lr rises linearly from `start`× its lr to its lr over the first `warmup` share of the steps,
     then falls linearly to `end`× (momentum left alone): the schedule of Page's ResNet-9 and of airbench.
+    With `budget_spent` (`shared.schedules.time_budget_spent`), a run capped by `trainer.max_time` follows the
+    time spent where it runs ahead of the steps, so the rate has fallen when the cap stops training.
     OneCycleLR divides by each phase's length in steps, so a run of a handful of steps (a tiny dataset) gets a
     phase of at least two steps each way rather than a division by zero."""
     total = max(int(total_steps), 3)
-    return torch.optim.lr_scheduler.OneCycleLR(
+    return BudgetedOneCycleLR(
         optimizer,
+        budget_spent=budget_spent,
         max_lr=[group["lr"] for group in optimizer.param_groups],
         total_steps=total,
         pct_start=min(max(warmup, 2 / total), 1 - 1 / total),
@@ -190,7 +199,8 @@ class SGDClassifier(VisionClassifier):
             self.parameters(), lr=self.lr, momentum=self.momentum, nesterov=True, weight_decay=self.weight_decay
         )
         total = self.trainer.estimated_stepping_batches
-        schedule = one_cycle(optimizer, total, self.warmup, self.lr_start, self.lr_end)
+        budget = time_budget_spent(self.trainer)
+        schedule = one_cycle(optimizer, total, self.warmup, self.lr_start, self.lr_end, budget_spent=budget)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
