@@ -11,7 +11,7 @@ import torch
 from lightning import Trainer
 
 from projects.gan import measure
-from projects.gan.module import Gan
+from projects.gan.module import STANDING_BATCH_SIZE, STANDING_BATCHES, STANDING_SEED, Gan, noise
 from projects.gan.networks import LOSSES, Discriminator, Generator, MinibatchStddev
 from shared.data import tensor_loader
 from tests.conftest import refused, train_for_module
@@ -44,6 +44,29 @@ def test_each_loss_changes_both_networks_and_stays_finite(loss: str, tmp_path: P
     for key in ("train/d_loss", "train/g_loss"):
         assert torch.isfinite(model.trainer.callback_metrics[key]), key
     assert (tmp_path / "plots" / "epochs").is_dir()  # the fixed grid after the epoch
+
+
+def test_the_average_draws_with_batch_norm_statistics_of_its_own_activations() -> None:
+    """The averaged generator's weights are not the training generator's, so neither are its activations: before
+    it draws, its batch norms' running statistics are measured on it, over seeded latents."""
+    torch.manual_seed(0)
+    model = Gan(conditional=True, **TINY)
+    with torch.no_grad():
+        for parameter in model.ema.parameters():
+            parameter.add_(torch.randn_like(parameter))  # weights apart from the generator's
+    model.update_ema()  # as after a training step: the statistics are stale
+    first = model.ema.project[1]
+    assert torch.equal(first.running_mean, torch.zeros_like(first.running_mean))  # never measured yet
+    mode = model.ema.training
+    model.sample(4, seed=0)
+    assert model.ema.training == mode  # the caller's mode, restored
+    latents = torch.cat([noise(STANDING_BATCH_SIZE, 8, STANDING_SEED + i) for i in range(STANDING_BATCHES)])
+    labels = torch.arange(STANDING_BATCH_SIZE).repeat(STANDING_BATCHES) % 10
+    with torch.no_grad():
+        activations = model.ema.project[0](torch.cat([latents, model.ema.embed(labels)], dim=1))
+    torch.testing.assert_close(first.running_mean, activations.mean(dim=0), rtol=1e-4, atol=1e-5)
+    again = model.sample(4, seed=0)
+    torch.testing.assert_close(again, model.sample(4, seed=0))  # measured once, until the next update
 
 
 def test_minibatch_stddev_shows_a_collapsed_batch_to_the_discriminator() -> None:

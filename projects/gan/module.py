@@ -3,7 +3,8 @@
 Each batch: one discriminator step on real and generated images, then (every `n_critic` batches) one generator
 step, after which the exponential moving average of the generator's weights (`ema`) moves towards them. The
 average is what evaluation, the checkpoint's `val/fd` and `sample` use: it is smoother than the last weights
-(Yazıcı et al. 2019). Validation is the Fréchet distance of the average's samples to the validation images in
+(Yazıcı et al. 2019). Before it draws, its batch norms' statistics are measured on its own activations, since the
+training generator's belong to other weights. Validation is the Fréchet distance of the average's samples to the validation images in
 the judge's feature space, logged as `val/fd`; the checkpoint callback keeps the best.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 from lightning import LightningModule
+from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from projects.gan.judge import Judge
@@ -31,6 +33,8 @@ from shared.errors import UsageError
 
 GRID_COLUMNS = 10
 PREDICT_SEED = 1_000_000  # noise seeds of evaluation batches, apart from validation's (0, 1, ...)
+STANDING_SEED = 2_000_000  # noise seeds of the batches that measure the averaged generator's batch-norm statistics
+STANDING_BATCHES, STANDING_BATCH_SIZE = 16, 256
 
 
 def noise(count: int, dim: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -78,6 +82,7 @@ class Gan(LightningModule):
         self.discriminator = Discriminator(discriminator_width, labels, spectral_norm, minibatch_stddev)
         self.ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        self._ema_statistics_current = False  # the average's batch-norm statistics, measured since its last update?
         rows = classes if self.conditional else 8  # the fixed grid: one class per row for the conditional model
         self.register_buffer("grid_noise", noise(rows * GRID_COLUMNS, latent_dim, grid_seed))
         self.register_buffer("grid_labels", torch.arange(rows).repeat_interleave(GRID_COLUMNS))
@@ -94,6 +99,8 @@ class Gan(LightningModule):
         """Images in [-1, 1] from the averaged generator, in eval mode (batch norm's running statistics)."""
         if self.conditional and labels is None:
             raise ValueError("the conditional generator needs a label per latent")
+        if not self._ema_statistics_current:
+            self.measure_ema_statistics()
         was_training = self.ema.training
         self.ema.eval()
         images = self.ema(latents.to(self.device), self.labels_for(labels))
@@ -145,9 +152,29 @@ class Gan(LightningModule):
         decay = min(self.ema_decay, (1 + updates) / (10 + updates))
         for averaged, current in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
             averaged.lerp_(current, 1 - decay)
-        for averaged, current in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
-            averaged.copy_(current)  # batch norm's running statistics
         self.ema_updates += 1
+        self._ema_statistics_current = False
+
+    @torch.no_grad()
+    def measure_ema_statistics(self) -> None:
+        """The averaged generator's batch-norm statistics, measured on its own activations over seeded latents
+        (BigGAN's "standing statistics", SWA's `update_bn`). The training generator's running statistics belong to
+        other weights: copied onto the average, they normalise its activations by the wrong mean and variance."""
+        norms = [module for module in self.ema.modules() if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d)]
+        momenta = [norm.momentum for norm in norms]
+        was_training = self.ema.training
+        self.ema.train()
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a plain average over the batches below
+        for index in range(STANDING_BATCHES if norms else 0):
+            latents = noise(STANDING_BATCH_SIZE, self.latent_dim, STANDING_SEED + index, self.device)
+            labels = torch.arange(STANDING_BATCH_SIZE, device=self.device) % self.classes
+            self.ema(latents, labels if self.conditional else None)
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        self.ema.train(was_training)
+        self._ema_statistics_current = True
 
     # --- validation: the Fréchet distance in the judge's features ----------------------------------
     def on_validation_epoch_start(self) -> None:
