@@ -50,6 +50,7 @@ def test_settings_refuse_what_cannot_work(monkeypatch: pytest.MonkeyPatch) -> No
         ({"batch_wait_ms": -1}, "batch_wait_ms=-1"),
         ({"backend": "tensorflow"}, "backend=tensorflow"),
         ({"log_requests": "yes"}, "log_requests='yes'"),
+        ({"inline_records": -1}, "inline_records=-1"),
     ]:
         with pytest.raises(UsageError) as raised:
             settings(**options)
@@ -200,6 +201,41 @@ def test_micro_batching_gathers_concurrent_requests_into_one_forward_pass(tiny_r
         metrics = client.get("/metrics").text
     forward_passes = float(metrics.split("portfolio_forward_records_count ")[1].split()[0])
     assert forward_passes < 8, metrics  # 8 requests, fewer passes: some were answered together
+
+
+def test_small_requests_are_answered_on_the_event_loop_and_batches_on_the_model_thread(tiny_run: Path) -> None:
+    """`inline_records` (default 1) saves a small request the two thread hand-offs; a batch goes to the model's
+    thread, and the model still computes one request at a time."""
+
+    def watch(client: TestClient) -> tuple[list[str], list[int]]:
+        answerer = client.app.state.served.worker.answerer  # type: ignore[attr-defined]
+        threads, computing, overlap = [], [0], [0]
+        original = answerer.rows
+
+        def rows(values: list, explain: int) -> list:
+            computing[0] += 1
+            overlap[0] = max(overlap[0], computing[0])
+            threading.Event().wait(0.005)  # long enough for another request to try to compute meanwhile
+            threads.append(threading.current_thread().name)
+            computing[0] -= 1
+            return original(values, explain)
+
+        answerer.rows = rows
+        return threads, overlap
+
+    with served(TINY, tiny_run) as client:
+        threads, overlap = watch(client)
+        assert client.post("/predict", json=POINT).status_code == 200
+        assert client.post("/predict", json={"records": [POINT, POINT]}).status_code == 200
+        assert not threads[0].startswith("model") and threads[1].startswith("model"), threads
+        with ThreadPoolExecutor(8) as pool:
+            bodies = [POINT if index % 2 else {"records": [POINT, POINT]} for index in range(16)]
+            answers = list(pool.map(lambda body: client.post("/predict", json=body), bodies))
+        assert all(answer.status_code == 200 for answer in answers) and overlap[0] == 1
+    with served(TINY, tiny_run, "inline_records=0") as client:
+        threads, _ = watch(client)
+        assert client.post("/predict", json=POINT).status_code == 200
+        assert threads[0].startswith("model"), threads
 
 
 def test_log_requests_appends_records_and_answers_under_the_run(tiny_run: Path) -> None:

@@ -2,8 +2,10 @@
 
 Every record goes through the project's own `parse_record`, alone (`predict`'s rule: a bad record is its own
 error, the others are answered), then the readable ones through `shared.predict.predict_values` together: the
-same columns `predict` writes. The model's work runs on one thread per worker, so concurrent requests never
-multiply torch's threads; with `batch_wait_ms`, concurrent requests are gathered into one forward pass.
+same columns `predict` writes. The model computes one request at a time per worker, so concurrent requests never
+multiply torch's threads: a small request (`inline_records`) on the event loop itself, a larger one on the model's
+thread, so the loop stays free to answer `/health` and read other requests meanwhile. With `batch_wait_ms`,
+concurrent requests are gathered into one forward pass on the model's thread.
 """
 
 from __future__ import annotations
@@ -130,9 +132,12 @@ class RequestLog:
 
 
 class ModelWorker:
-    """The one thread a worker's model runs on, and the optional micro-batching in front of it.
+    """Where a worker's model computes, one request at a time, and the optional micro-batching in front of it.
 
-    `observe(records)` is told the size of each forward pass (a metric).
+    A request of at most `inline_records` records is answered on the event loop: handing it to the model's thread
+    and back costs two thread wake-ups, which on 2 cores made up about a third of a small CNN's latency at p99
+    (README, "Serving"). A larger request goes to the model's thread, so a long batch never holds up `/health`. A
+    lock keeps the two from computing at once. `observe(records)` is told the size of each forward pass (a metric).
     """
 
     def __init__(
@@ -142,9 +147,11 @@ class ModelWorker:
         batch_wait_ms: float,
         max_records: int,
         observe: Callable[[int], None],
+        inline_records: int = 0,
     ) -> None:
         self.answerer, self.executor, self.observe = answerer, executor, observe
-        self.wait, self.max_records = batch_wait_ms / 1000, max_records
+        self.wait, self.max_records, self.inline_records = batch_wait_ms / 1000, max_records, inline_records
+        self._computing = asyncio.Lock()  # the model's one-at-a-time: inline answers and the model thread's
         self._pending: list[tuple[list[Any], int, asyncio.Future[list[Rows]]]] = []
         self._flush: asyncio.Task[None] | None = None
 
@@ -153,10 +160,14 @@ class ModelWorker:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *arguments)
 
     async def answer(self, payloads: list[Any], explain: int) -> list[Answer]:
-        """Every record's answer. Without micro-batching, parsing and predicting are one hop to the model's thread;
-        with it, the parsed records wait up to `batch_wait_ms` for other requests' to share a forward pass."""
+        """Every record's answer. Without micro-batching, parsing and predicting are one step, inline or one hop to
+        the model's thread; with it, the parsed records wait up to `batch_wait_ms` for other requests' to share a
+        forward pass."""
         if self.wait <= 0:
-            return await self.call(self._answer_now, payloads, explain)
+            async with self._computing:
+                if len(payloads) <= self.inline_records:
+                    return self._answer_now(payloads, explain)
+                return await self.call(self._answer_now, payloads, explain)
         parsed = await self.call(lambda: [self.answerer.parse(payload) for payload in payloads])
         rows = iter(await self._gathered([value for value, refused in parsed if refused is None], explain))
         return [refused if refused is not None else Answer(rows=next(rows)) for _, refused in parsed]

@@ -146,7 +146,12 @@ async def _load(
         schema = project.request_schema(run)
         answerer = Answerer(project, run, cfg)
         worker = ModelWorker(
-            answerer, executor, settings.batch_wait_ms, settings.max_records, metrics.forward_records.observe
+            answerer,
+            executor,
+            settings.batch_wait_ms,
+            settings.max_records,
+            metrics.forward_records.observe,
+            settings.inline_records,
         )
         metadata = await loop.run_in_executor(executor, describe, project, run, schema, settings)
         if schema is not None and schema.example is not None:
@@ -219,6 +224,7 @@ def describe(project: Project, run: Run, schema: RecordSchema | None, settings: 
             "max_body_bytes": settings.max_body_bytes,
             "max_records": settings.max_records,
             "batch_wait_ms": settings.batch_wait_ms,
+            "inline_records": settings.inline_records,
         },
         "workers": settings.workers,
         "threads_per_worker": settings.threads,

@@ -34,6 +34,7 @@ class ServeSettings:
     max_body_bytes: int = 10_000_000
     max_records: int = 256
     batch_wait_ms: float = 0.0
+    inline_records: int = 1
     log_requests: bool = False
     log_level: str = "info"
     explain: int = 0
@@ -70,6 +71,7 @@ class ServeSettings:
             max_body_bytes=checks.whole(cfg.get("max_body_bytes", 10_000_000), "max_body_bytes", example=10_000_000),
             max_records=checks.whole(cfg.get("max_records", 256), "max_records", example=256),
             batch_wait_ms=float(wait),
+            inline_records=checks.whole(cfg.get("inline_records", 1), "inline_records", minimum=0, example=1),
             log_requests=log_requests,
             log_level=log_level,
             explain=checks.whole(cfg.get("explain", 0), "explain", minimum=0, example=0),
