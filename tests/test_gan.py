@@ -14,6 +14,7 @@ from projects.gan import measure
 from projects.gan.module import STANDING_BATCH_SIZE, STANDING_BATCHES, STANDING_SEED, Gan, noise
 from projects.gan.networks import LOSSES, Discriminator, Generator, MinibatchStddev
 from shared.data import tensor_loader
+from shared.errors import UsageError
 from tests.conftest import refused, train_for_module
 
 TINY = {"latent_dim": 8, "generator_width": 8, "discriminator_width": 8, "embed_dim": 4}
@@ -35,7 +36,8 @@ def _fit(model: Gan, images: torch.Tensor, labels: torch.Tensor, steps: int, roo
 @pytest.mark.parametrize("loss", LOSSES)
 def test_each_loss_changes_both_networks_and_stays_finite(loss: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = Gan(conditional=True, loss=loss, n_critic=1, spectral_norm=loss == "hinge", **TINY)
+    options = {"spectral_norm": loss == "hinge", "discriminator_batch_norm": loss == "bce"}
+    model = Gan(conditional=True, loss=loss, n_critic=1, discriminator_lr=4e-4, **options, **TINY)
     before = {name: value.clone() for name, value in model.state_dict().items()}
     _fit(model, torch.rand(64, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (64,)), 4, tmp_path)
     after = model.state_dict()
@@ -85,6 +87,18 @@ def test_the_options_keep_the_networks_shapes_and_range() -> None:
     assert images.shape == (5, 1, 28, 28) and float(images.abs().max()) <= 1
     critic = Discriminator(8, classes=10, spectral=True, minibatch_stddev=True)
     assert critic(images, torch.arange(5)).shape == (5,)
+    normed = Discriminator(8, minibatch_stddev=True, batch_norm=True)
+    assert normed(images).shape == (5,) and any(isinstance(m, torch.nn.BatchNorm2d) for m in normed.modules())
+
+
+def test_the_two_time_scales_and_the_refused_batch_norm() -> None:
+    generator_optimizer, discriminator_optimizer = Gan(lr=1e-4, discriminator_lr=4e-4, **TINY).configure_optimizers()
+    assert generator_optimizer.param_groups[0]["lr"] == 1e-4 and discriminator_optimizer.param_groups[0]["lr"] == 4e-4
+    same = Gan(lr=3e-4, **TINY).configure_optimizers()
+    assert [optimizer.param_groups[0]["lr"] for optimizer in same] == [3e-4, 3e-4]
+    with pytest.raises(UsageError) as raised:
+        Gan(loss="wgan_gp", discriminator_batch_norm=True, **TINY)
+    assert "gradient penalty" in raised.value.problem and "discriminator_batch_norm=false" in raised.value.fix
 
 
 def test_the_conditional_generator_obeys_its_label_on_a_toy_task(tmp_path: Path) -> None:

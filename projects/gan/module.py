@@ -57,8 +57,10 @@ class Gan(LightningModule):
         full_resolution_conv: bool = False,
         spectral_norm: bool = False,
         minibatch_stddev: bool = False,
+        discriminator_batch_norm: bool = False,
         ema_decay: float = 0.999,
         lr: float = 2e-4,
+        discriminator_lr: float | None = None,
         beta1: float = 0.5,
         beta2: float = 0.999,
         n_critic: int | None = None,
@@ -77,9 +79,19 @@ class Gan(LightningModule):
         if not 0 <= ema_decay < 1:
             raise UsageError(f"model.ema_decay={ema_decay} is not in [0, 1).", "use e.g. model.ema_decay=0.999.")
         self.ema_decay, self.lr, self.betas, self.gp_weight = ema_decay, lr, (beta1, beta2), gp_weight
+        # the two-time-scale rule (Heusel et al. 2017) gives the discriminator its own rate; null: the generator's
+        self.discriminator_lr = lr if discriminator_lr is None else discriminator_lr
         labels = classes if self.conditional else None
         self.generator = Generator(latent_dim, generator_width, labels, embed_dim, full_resolution_conv)
-        self.discriminator = Discriminator(discriminator_width, labels, spectral_norm, minibatch_stddev)
+        if discriminator_batch_norm and loss == "wgan_gp":
+            raise UsageError(
+                "model.discriminator_batch_norm=true does not go with model.loss=wgan_gp: the gradient penalty is "
+                "taken per image, and batch norm mixes the images of a batch.",
+                "use model.loss=bce or hinge, or model.discriminator_batch_norm=false.",
+            )
+        self.discriminator = Discriminator(
+            discriminator_width, labels, spectral_norm, minibatch_stddev, discriminator_batch_norm
+        )
         self.ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self._ema_statistics_current = False  # the average's batch-norm statistics, measured since its last update?
@@ -117,7 +129,7 @@ class Gan(LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [
             torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas),
-            torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas),
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.discriminator_lr, betas=self.betas),
         ]
 
     def training_step(self, batch: list[torch.Tensor], batch_index: int) -> None:

@@ -2,8 +2,9 @@
 
 `Generator`: DCGAN's (Radford et al. 2016) scaled to 28×28: a linear layer to a 7×7 map, two transposed
 convolutions (7→14→28) with batch norm and ReLU, tanh out. Conditional: the class's embedding is concatenated
-to the noise. `Discriminator`: two strided convolutions (28→14→7) with leaky ReLU and no batch norm (the
-gradient penalty and spectral norm both want a per-sample function), a linear score, and, when conditional,
+to the noise. `Discriminator`: two strided convolutions (28→14→7) with leaky ReLU and, by default, no batch norm
+(the gradient penalty and spectral norm both want a per-sample function; `batch_norm` adds DCGAN's after the
+second convolution), a linear score, and, when conditional,
 Miyato & Koyama's (2018) projection: the score plus the inner product of the class's embedding with the
 features. Images are N×1×28×28 in [-1, 1].
 """
@@ -69,14 +70,21 @@ class Discriminator(nn.Module):
     """A 28×28 image (and its class) → one realness score per image (a logit for `bce`, a critic value otherwise)."""
 
     def __init__(
-        self, width: int, classes: int | None = None, spectral: bool = False, minibatch_stddev: bool = False
+        self,
+        width: int,
+        classes: int | None = None,
+        spectral: bool = False,
+        minibatch_stddev: bool = False,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         norm = spectral_norm if spectral else (lambda layer: layer)
         self.convolutions = nn.Sequential(
             norm(nn.Conv2d(1, width, 4, 2, 1)),  # 28 → 14
             nn.LeakyReLU(0.2, True),
-            norm(nn.Conv2d(width, 2 * width, 4, 2, 1)),  # 14 → 7
+            norm(nn.Conv2d(width, 2 * width, 4, 2, 1, bias=not batch_norm)),  # 14 → 7
+            # DCGAN's batch norm after every convolution but the first: each batch is all real or all generated
+            *([nn.BatchNorm2d(2 * width)] if batch_norm else []),
             nn.LeakyReLU(0.2, True),
         )
         self.stddev = MinibatchStddev() if minibatch_stddev else None
