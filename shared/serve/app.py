@@ -1,8 +1,10 @@
 """The FastAPI app of `serve`: one project's run behind `/predict`, `/health`, `/ready`, `/metadata`, `/metrics`.
 
 The model is loaded once, in the lifespan, in the background: `/health` answers at once, `/ready` once the model
-is loaded (and warmed with the project's example record). Every refusal is JSON with the problem and its fix, the
-words `predict` uses: a bad record 422, an oversized body or batch 413, an unknown route 404; never a traceback.
+is loaded (and warmed with the project's example record). A worker of a multi-worker server loads before it
+accepts connections, so that none is handed to a worker that cannot answer it yet. Every refusal is JSON with the
+problem and its fix, the words `predict` uses: a bad record 422, an oversized body or batch 413, an unknown route
+404; never a traceback.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ def create_app(
         torch.set_num_threads(settings.threads)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         loading = asyncio.create_task(_load(served, project, hook_cfg, settings, load_run, executor, metrics))
+        if settings.workers > 1:
+            # Workers share one listening socket, and the kernel hands each new connection to a worker that is
+            # accepting. One still loading would take connections and answer 503 while another could answer them,
+            # so a worker of several accepts only once its model is loaded (or has failed to load).
+            await loading
         try:
             yield
         finally:
