@@ -101,6 +101,26 @@ def test_the_two_time_scales_and_the_refused_batch_norm() -> None:
     assert "gradient penalty" in raised.value.problem and "discriminator_batch_norm=false" in raised.value.fix
 
 
+def test_truncation_keeps_every_sampled_latent_within_its_bound() -> None:
+    plain, truncated = noise(4096, 8, seed=3), noise(4096, 8, seed=3, truncation=1.5)
+    assert float(plain.abs().max()) > 3 and float(truncated.abs().max()) <= 1.5  # ~13% of plain entries exceed 1.5
+    torch.testing.assert_close(truncated, noise(4096, 8, seed=3, truncation=1.5))  # seeded like the rest
+    assert 0.7 < float(truncated.std()) < 0.8  # a truncated normal's spread (0.74 at ±1.5), not a clipped one's
+    torch.manual_seed(0)
+    model = Gan(conditional=True, truncation=1.5, **TINY)
+    assert float(model.latents(512, seed=0).abs().max()) <= 1.5 and float(model.grid_noise.abs().max()) <= 1.5
+    labels = torch.arange(6) % 10
+    torch.testing.assert_close(
+        model.sample(6, seed=4, labels=labels), model.generate(noise(6, 8, 4, truncation=1.5), labels)
+    )
+    model.use_truncation(None)  # what `sample truncation=` does to a run; the batch-norm statistics follow
+    torch.testing.assert_close(model.sample(6, seed=4, labels=labels), model.generate(noise(6, 8, 4), labels))
+    for bad in (0, -1.0, "wide", True):
+        with pytest.raises(UsageError) as raised:
+            Gan(truncation=bad, **TINY)
+        assert "model.truncation" in raised.value.problem and "model.truncation=null" in raised.value.fix
+
+
 def test_the_conditional_generator_obeys_its_label_on_a_toy_task(tmp_path: Path) -> None:
     """Class 0 is a bright top half, class 1 a bright bottom half: asked for each, it draws that one."""
     torch.manual_seed(0)
@@ -213,6 +233,23 @@ def test_sample_writes_each_format(cli, runs: dict[str, Path], tmp_path: Path, o
         assert len(list(target.iterdir())) == 12
     else:
         assert target.stat().st_size > 100
+
+
+def test_sample_draws_truncated_latents_when_asked(cli, runs: dict[str, Path], tmp_path: Path) -> None:
+    drawn = {}
+    for truncation in ("null", "0.5"):
+        target = tmp_path / f"{truncation}.npy"
+        result = cli("gan", "sample", "n=12", f"truncation={truncation}", f"output={target}", f"run={runs['cgan']}")
+        assert result.code == 0, result.err
+        drawn[truncation] = np.load(target).astype(np.int16)
+    assert np.abs(drawn["null"] - drawn["0.5"]).max() > 0
+    refused(
+        cli("gan", "sample", "truncation=-1", f"output={tmp_path / 'g.png'}", f"run={runs['cgan']}"),
+        2,
+        "truncation=-1",
+        "truncation=2.25",
+        output=tmp_path / "g.png",
+    )
 
 
 def test_an_unconditional_run_asked_for_a_digit_is_refused(cli, runs: dict[str, Path], tmp_path: Path) -> None:

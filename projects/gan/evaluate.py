@@ -12,7 +12,7 @@ import torch
 from projects.gan import measure
 from projects.gan.data import GanImages
 from projects.gan.measure import Samples
-from projects.gan.module import GRID_COLUMNS, Gan, noise
+from projects.gan.module import GRID_COLUMNS, Gan
 from projects.gan.plots import interpolation_latents, save_mosaic
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,7 @@ def report(model: Gan, data: GanImages, samples: Samples, plots_dir: Path) -> li
 
 def interpolations(model: Gan, path: Path) -> Path:
     """Each row walks the latent space between two fixed latents (the same class along a conditional row)."""
-    start = noise(INTERPOLATION_ROWS, model.latent_dim, seed=7)
-    end = noise(INTERPOLATION_ROWS, model.latent_dim, seed=8)
+    start, end = model.latents(INTERPOLATION_ROWS, seed=7).cpu(), model.latents(INTERPOLATION_ROWS, seed=8).cpu()
     latents = interpolation_latents(start, end, INTERPOLATION_STEPS)
     labels = (torch.arange(INTERPOLATION_ROWS) % model.classes).repeat_interleave(INTERPOLATION_STEPS)
     images = ((model.generate(latents, labels if model.conditional else None).float().cpu() + 1) / 2).clamp(0, 1)

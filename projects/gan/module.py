@@ -6,6 +6,8 @@ average is what evaluation, the checkpoint's `val/fd` and `sample` use: it is sm
 (Yazıcı et al. 2019). Before it draws, its batch norms' statistics are measured on its own activations, since the
 training generator's belong to other weights. Validation is the Fréchet distance of the average's samples to the
 validation images in the judge's feature space, logged as `val/fd`; the checkpoint callback keeps the best.
+With `truncation`, every latent it samples (validation, evaluation, grids, `sample`) lies within ±truncation;
+training's latents never do.
 """
 
 from __future__ import annotations
@@ -37,9 +39,31 @@ STANDING_SEED = 2_000_000  # noise seeds of the batches that measure the average
 STANDING_BATCHES, STANDING_BATCH_SIZE = 16, 256
 
 
-def noise(count: int, dim: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Reproducible standard-normal noise: the same seed gives the same latents on every device."""
-    return torch.randn(count, dim, generator=torch.Generator().manual_seed(seed)).to(device)
+def noise(
+    count: int, dim: int, seed: int, device: torch.device | str = "cpu", truncation: float | None = None
+) -> torch.Tensor:
+    """Reproducible standard-normal noise: the same seed gives the same latents on every device.
+
+    `truncation` t draws each entry from the normal truncated to [-t, t] (BigGAN's truncation trick, Brock et al.
+    2019): the rare far-out latents the generator draws worst are not asked for, trading diversity for quality.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if truncation is None:
+        return torch.randn(count, dim, generator=generator).to(device)
+    latents = torch.empty(count, dim)
+    return torch.nn.init.trunc_normal_(latents, 0.0, 1.0, -truncation, truncation, generator=generator).to(device)
+
+
+def checked_truncation(value: object, name: str) -> float | None:
+    """`value` as a truncation (a positive number, or None for none); anything else is a `UsageError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise UsageError(
+            f"{name}={value} is not a positive number.",
+            f"use e.g. {name}=2.25 (latents drawn within ±2.25), or {name}=null for none.",
+        )
+    return float(value)
 
 
 class Gan(LightningModule):
@@ -66,6 +90,7 @@ class Gan(LightningModule):
         n_critic: int | None = None,
         gp_weight: float = 10.0,
         grid_seed: int = 0,
+        truncation: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -81,6 +106,7 @@ class Gan(LightningModule):
         self.ema_decay, self.lr, self.betas, self.gp_weight = ema_decay, lr, (beta1, beta2), gp_weight
         # the two-time-scale rule (Heusel et al. 2017) gives the discriminator its own rate; null: the generator's
         self.discriminator_lr = lr if discriminator_lr is None else discriminator_lr
+        self.truncation = checked_truncation(truncation, "model.truncation")
         labels = classes if self.conditional else None
         self.generator = Generator(latent_dim, generator_width, labels, embed_dim, full_resolution_conv)
         if discriminator_batch_norm and loss == "wgan_gp":
@@ -96,7 +122,7 @@ class Gan(LightningModule):
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self._ema_statistics_current = False  # the average's batch-norm statistics, measured since its last update?
         rows = classes if self.conditional else 8  # the fixed grid: one class per row for the conditional model
-        self.register_buffer("grid_noise", noise(rows * GRID_COLUMNS, latent_dim, grid_seed))
+        self.register_buffer("grid_noise", noise(rows * GRID_COLUMNS, latent_dim, grid_seed, truncation=truncation))
         self.register_buffer("grid_labels", torch.arange(rows).repeat_interleave(GRID_COLUMNS))
         self.judge: Judge | None = None  # set by the project for training; not part of the weights
         self._frechet: FrechetInceptionDistance | None = None
@@ -119,11 +145,20 @@ class Gan(LightningModule):
         self.ema.train(was_training)
         return images
 
+    def use_truncation(self, truncation: float | None) -> None:
+        """Sample within ±`truncation` from now on (None: untruncated); the batch-norm statistics follow."""
+        self.truncation = truncation
+        self._ema_statistics_current = False
+
+    def latents(self, count: int, seed: int) -> torch.Tensor:
+        """Seeded latents as this model samples them: within ±`truncation` when it has one (never in training)."""
+        return noise(count, self.latent_dim, seed, self.device, self.truncation)
+
     def sample(self, count: int, seed: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         """`count` images from seeded latents; a conditional model given no labels cycles through the classes."""
         if self.conditional and labels is None:
             labels = torch.arange(count) % self.classes
-        return self.generate(noise(count, self.latent_dim, seed), labels)
+        return self.generate(self.latents(count, seed), labels)
 
     # --- training ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -180,7 +215,7 @@ class Gan(LightningModule):
             norm.reset_running_stats()
             norm.momentum = None  # a plain average over the batches below
         for index in range(STANDING_BATCHES if norms else 0):
-            latents = noise(STANDING_BATCH_SIZE, self.latent_dim, STANDING_SEED + index, self.device)
+            latents = self.latents(STANDING_BATCH_SIZE, STANDING_SEED + index)  # the latents it will be asked for
             labels = torch.arange(STANDING_BATCH_SIZE, device=self.device) % self.classes
             self.ema(latents, labels if self.conditional else None)
         for norm, momentum in zip(norms, momenta, strict=True):
@@ -201,7 +236,7 @@ class Gan(LightningModule):
         assert self._frechet is not None
         real, labels = batch[0], batch[1]
         self._frechet.update(real, real=True)
-        fake = self.generate(noise(len(real), self.latent_dim, batch_index, self.device), labels)
+        fake = self.generate(self.latents(len(real), batch_index), labels)
         self._frechet.update(fake, real=False)
 
     def on_validation_epoch_end(self) -> None:

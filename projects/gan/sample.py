@@ -1,9 +1,10 @@
 """`python -m projects.gan sample n=64 [digit=7] output=grid.png|folder/|samples.npy`: a finished run's samples.
 
 The averaged (EMA) generator draws `n` images from seeded latents (`seed=`): a conditional run draws `digit`,
-or every class in turn. `.png`: one grid; `.npy`: an N×28×28 uint8 array (what `mnist predict` reads); a folder
-(a path ending in `/`, or without a suffix): one PNG per sample, named `<index>_<class>.png`. Nothing is left
-half-written: files are replaced atomically, and a folder is filled beside its place and moved in whole.
+or every class in turn; the latents lie within ±`truncation=` when given, else as the run samples. `.png`: one
+grid; `.npy`: an N×28×28 uint8 array (what `mnist predict` reads); a folder (a path ending in `/`, or without a
+suffix): one PNG per sample, named `<index>_<class>.png`. Nothing is left half-written: files are replaced
+atomically, and a folder is filled beside its place and moved in whole.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from projects.gan.module import Gan
+from projects.gan.module import Gan, checked_truncation
 from projects.gan.plots import save_mosaic, save_png
 from shared import checks
 from shared.devices import inference_device
@@ -96,6 +97,8 @@ def sample_command(project: Project, cfg: DictConfig) -> None:
     model = run.model
     assert isinstance(model, Gan), type(model)
     model.to(run.device)
+    if cfg.get("truncation") is not None:
+        model.use_truncation(checked_truncation(cfg.truncation, "truncation"))
     labels = asked_labels(model, cfg.get("digit"), count, run.directory)
     images = ((model.sample(count, seed, labels).float().cpu() + 1) / 2).clamp(0, 1)[:, 0].numpy()
     output = Path(str(cfg.output)).expanduser()
