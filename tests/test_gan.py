@@ -91,6 +91,20 @@ def test_the_options_keep_the_networks_shapes_and_range() -> None:
     assert normed(images).shape == (5,) and any(isinstance(m, torch.nn.BatchNorm2d) for m in normed.modules())
 
 
+def test_the_memory_layout_changes_speed_not_results() -> None:
+    models = {}
+    for channels_last in (True, False):
+        torch.manual_seed(0)
+        models[channels_last] = Gan(conditional=True, channels_last=channels_last, **TINY)
+    assert models[True].generator.upsample[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert models[True].ema.upsample[0].weight.is_contiguous(memory_format=torch.channels_last)
+    labels = torch.arange(6) % 10
+    torch.testing.assert_close(models[True].sample(6, 0, labels), models[False].sample(6, 0, labels))
+    images = models[True].sample(6, 0, labels)
+    scores = [models[layout].discriminator(images, labels) for layout in (True, False)]
+    torch.testing.assert_close(*scores)
+
+
 def test_the_two_time_scales_and_the_refused_batch_norm() -> None:
     generator_optimizer, discriminator_optimizer = Gan(lr=1e-4, discriminator_lr=4e-4, **TINY).configure_optimizers()
     assert generator_optimizer.param_groups[0]["lr"] == 1e-4 and discriminator_optimizer.param_groups[0]["lr"] == 4e-4
