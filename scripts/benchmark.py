@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
         ("extra_trees", ["model=extra_trees"]),
         ("hgb", ["model=hgb"]),
         ("mlp", ["model=mlp"]),
+        ("mlp_sklearn", ["model=mlp_sklearn"]),
         ("ensemble", ["experiment=ensemble"]),
         ("search", ["experiment=search"]),
     ],

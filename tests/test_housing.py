@@ -303,6 +303,8 @@ def test_models_that_nest_models_train_on_their_point_values(
     )
     trees = ["model.estimator.estimator.estimator.regressor.n_estimators=10"] if preset == "search" else []
     run = train_one(cli, isolated, "housing", "data=synthetic", f"experiment={preset}", *options, *small, *trees)
+    reloaded = cli("housing", "evaluate", f"run={run}")  # every type its members saved loads back
+    assert reloaded.code == 0, reloaded.err
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["metrics"]["test/r2"] > 0.8, "the synthetic value formula is easy to learn"
     assert 0.0 < metrics["metrics"]["test/interval_coverage"] <= 1.0

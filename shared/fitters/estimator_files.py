@@ -12,8 +12,8 @@ import skops.io
 from shared.errors import RunNotFoundError
 from shared.io import atomic_path
 
-# Types skops does not trust by default that hold only data (arrays, tree structures, split settings), and
-# `functools.partial`, whose wrapped function is checked on its own. Everything else must come from the project.
+# Types skops does not trust by default that hold only data (arrays, tree structures, split settings, a perceptron's
+# optimiser state), and `functools.partial`, whose wrapped function is checked on its own. Everything else must come from the project.
 SAFE_LIBRARY_TYPES = frozenset(
     {
         "functools.partial",
@@ -24,6 +24,8 @@ SAFE_LIBRARY_TYPES = frozenset(
         "sklearn.model_selection._split.ShuffleSplit",
         "sklearn.model_selection._split.StratifiedKFold",
         "sklearn.model_selection._split.StratifiedShuffleSplit",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
         "sklearn.tree._tree.Tree",
         "sklearn.utils._bunch.Bunch",
     }
