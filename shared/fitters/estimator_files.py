@@ -13,7 +13,8 @@ from shared.errors import RunNotFoundError
 from shared.io import atomic_path
 
 # Types skops does not trust by default that hold only data (arrays, tree structures, split settings, a perceptron's
-# optimiser state), and `functools.partial`, whose wrapped function is checked on its own. Everything else must come from the project.
+# optimiser state), and `functools.partial`, whose wrapped function is checked on its own. Everything else must
+# come from the project.
 SAFE_LIBRARY_TYPES = frozenset(
     {
         "functools.partial",
