@@ -133,6 +133,8 @@ def test_truncation_keeps_every_sampled_latent_within_its_bound() -> None:
         with pytest.raises(UsageError) as raised:
             Gan(truncation=bad, **TINY)
         assert "model.truncation" in raised.value.problem and "model.truncation=null" in raised.value.fix
+        with pytest.raises(UsageError, match="truncation="):
+            model.use_truncation(bad)
 
 
 def test_the_conditional_generator_obeys_its_label_on_a_toy_task(tmp_path: Path) -> None:

@@ -150,9 +150,10 @@ class Gan(LightningModule):
         self.ema.train(was_training)
         return images
 
-    def use_truncation(self, truncation: float | None) -> None:
-        """Sample within ±`truncation` from now on (None: untruncated); the batch-norm statistics follow."""
-        self.truncation = truncation
+    def use_truncation(self, truncation: object, name: str = "truncation") -> None:
+        """Sample within ±`truncation` from now on (None: untruncated); the batch-norm statistics follow. A value
+        that is not a positive number is a `UsageError` naming `name`, the setting it came from."""
+        self.truncation = checked_truncation(truncation, name)
         self._ema_statistics_current = False
 
     def latents(self, count: int, seed: int) -> torch.Tensor:

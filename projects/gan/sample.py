@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from projects.gan.module import Gan, checked_truncation
+from projects.gan.module import Gan
 from projects.gan.plots import save_mosaic, save_png
 from shared import checks
 from shared.devices import inference_device
@@ -98,7 +98,7 @@ def sample_command(project: Project, cfg: DictConfig) -> None:
     assert isinstance(model, Gan), type(model)
     model.to(run.device)
     if cfg.get("truncation") is not None:
-        model.use_truncation(checked_truncation(cfg.truncation, "truncation"))
+        model.use_truncation(cfg.truncation)
     labels = asked_labels(model, cfg.get("digit"), count, run.directory)
     images = ((model.sample(count, seed, labels).float().cpu() + 1) / 2).clamp(0, 1)[:, 0].numpy()
     output = Path(str(cfg.output)).expanduser()
