@@ -119,7 +119,7 @@ class Gan(LightningModule):
         self.discriminator = Discriminator(
             discriminator_width, labels, spectral_norm, minibatch_stddev, discriminator_batch_norm
         )
-        # channels-last convolutions (oneDNN): about 10% faster a training step, measured on a 2-core CPU
+        # channels-last convolutions (oneDNN): 137 against 157 ms a batch in an alternating timing on 2 CPU cores
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.generator.to(memory_format=self.memory_format)
         self.discriminator.to(memory_format=self.memory_format)
