@@ -27,6 +27,16 @@ def whole(value: Any, key: str, minimum: int = 1, example: int | None = None) ->
     return int(value)
 
 
+def positive(value: Any, key: str, example: float, optional: bool = False) -> float | None:
+    """`value` as a finite number above 0; with `optional`, None (the setting is off) passes as None."""
+    if optional and value is None:
+        return None
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        off = f", or {key}=null for none" if optional else ""
+        raise UsageError(f"{key}={value!r} is not a positive number.", f"set {key} to one, e.g. {key}={example}{off}.")
+    return float(value)
+
+
 def fraction(value: Any, key: str, example: float, zero: bool = False) -> float:
     """`value` as a share strictly between 0 and 1 (0 allowed when `zero`: the feature is off)."""
     low = "0 (off) up to" if zero else "between 0 and"

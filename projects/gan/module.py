@@ -54,18 +54,6 @@ def noise(
     return torch.nn.init.trunc_normal_(latents, 0.0, 1.0, -truncation, truncation, generator=generator).to(device)
 
 
-def checked_truncation(value: object, name: str) -> float | None:
-    """`value` as a truncation (a positive number, or None for none); anything else is a `UsageError`."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise UsageError(
-            f"{name}={value} is not a positive number.",
-            f"use e.g. {name}=2.25 (latents drawn within ±2.25), or {name}=null for none.",
-        )
-    return float(value)
-
-
 class Gan(LightningModule):
     """A DCGAN (`conditional: false`) or a class-conditional GAN with a projection discriminator."""
 
@@ -107,7 +95,7 @@ class Gan(LightningModule):
         self.ema_decay, self.lr, self.betas, self.gp_weight = ema_decay, lr, (beta1, beta2), gp_weight
         # the two-time-scale rule (Heusel et al. 2017) gives the discriminator its own rate; null: the generator's
         self.discriminator_lr = lr if discriminator_lr is None else discriminator_lr
-        self.truncation = checked_truncation(truncation, "model.truncation")
+        self.use_truncation(truncation, "model.truncation")
         labels = classes if self.conditional else None
         self.generator = Generator(latent_dim, generator_width, labels, embed_dim, full_resolution_conv)
         if discriminator_batch_norm and loss == "wgan_gp":
@@ -127,7 +115,7 @@ class Gan(LightningModule):
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self._ema_statistics_current = False  # the average's batch-norm statistics, measured since its last update?
         rows = classes if self.conditional else 8  # the fixed grid: one class per row for the conditional model
-        self.register_buffer("grid_noise", noise(rows * GRID_COLUMNS, latent_dim, grid_seed, truncation=truncation))
+        self.register_buffer("grid_noise", noise(rows * GRID_COLUMNS, latent_dim, grid_seed, "cpu", self.truncation))
         self.register_buffer("grid_labels", torch.arange(rows).repeat_interleave(GRID_COLUMNS))
         self.judge: Judge | None = None  # set by the project for training; not part of the weights
         self._frechet: FrechetInceptionDistance | None = None
@@ -153,7 +141,7 @@ class Gan(LightningModule):
     def use_truncation(self, truncation: object, name: str = "truncation") -> None:
         """Sample within ±`truncation` from now on (None: untruncated); the batch-norm statistics follow. A value
         that is not a positive number is a `UsageError` naming `name`, the setting it came from."""
-        self.truncation = checked_truncation(truncation, name)
+        self.truncation = checks.positive(truncation, name, example=2.25, optional=True)
         self._ema_statistics_current = False
 
     def latents(self, count: int, seed: int) -> torch.Tensor:
