@@ -22,6 +22,7 @@ import torch
 from sklearn.base import is_classifier
 
 from shared.capabilities import Exports
+from shared.data import inference_batches
 from shared.errors import RunNotFoundError, UsageError
 from shared.fitters import FitResult, Fitter, SklearnFitter, preprocessed
 
@@ -148,7 +149,7 @@ class OnnxPredictor:
                 "use the torch backend for this run.",
             )
         batches = []
-        for batch in data.loader(preprocessed(model, inputs)):
+        for batch in inference_batches(data.loader(preprocessed(model, inputs))):
             tensors = model.export_inputs(batch)
             feeds = {name: tensor.numpy(force=True) for name, tensor in tensors.items()}
             batches.append(np.asarray(self.session.run(None, self._checked(feeds))[0]))

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
 
-from shared.data import DataFile, fetch_files, holdout_indices
+from shared.data import DataFile, fetch_files, holdout_indices, inference_batches, tensor_loader
 from shared.errors import DataError
 
 CONTENT = b"the real file\n"
@@ -169,3 +171,19 @@ def test_a_loose_copy_of_an_unchecked_member_is_not_trusted(tmp_path: Path) -> N
     _write(tmp_path / "mirror" / "toy", b"tampered")
     found = fetch_files("toy", [DataFile("data.bin", archive=archive)], tmp_path / "mirror", tmp_path / "cache")
     assert found["data.bin"].read_bytes() == CONTENT
+
+
+def test_inference_batches_give_the_loaders_own_batches() -> None:
+    """The loader-free path over a `tensor_loader` yields what iterating it does, the short last batch included;
+    another loader (a shuffled one, a plain DataLoader) is iterated as it is."""
+    images, labels = torch.randn(23, 1, 4, 4), torch.arange(23)
+    loader = tensor_loader(images, labels, batch_size=5, collate_fn=lambda batch: (batch[0] * 2, batch[1]))
+    direct, iterated = list(inference_batches(loader)), list(loader)
+    assert [len(batch[1]) for batch in direct] == [5, 5, 5, 5, 3]
+    for (got_images, got_labels), (want_images, want_labels) in zip(direct, iterated, strict=True):
+        assert torch.equal(got_images, want_images) and torch.equal(got_labels, want_labels)
+    plain = DataLoader(TensorDataset(images), batch_size=10)
+    assert [len(batch[0]) for batch in inference_batches(plain)] == [10, 10, 3]
+    torch.manual_seed(0)
+    shuffled = tensor_loader(labels, batch_size=23, shuffle=True)
+    assert not torch.equal(next(inference_batches(shuffled))[0], labels)  # its sampler's order, not the rows'

@@ -10,6 +10,7 @@ authors prepared theirs: the digit's bounding box scaled to fit 20×20, then cen
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,8 +53,18 @@ def stretch_contrast(grey: np.ndarray) -> np.ndarray:
     return np.clip((grey - background) / (high - background), 0.0, 1.0).astype(np.float32)
 
 
-def _box_and_centre(digit: np.ndarray) -> tuple[slice, slice, float, float] | None:
-    """The bounding box of the ink (rows, columns) and the centre of mass (row, column); None without ink."""
+@dataclass(frozen=True)
+class Ink:
+    """Where a digit's ink lies: its bounding box (rows, columns) and its centre of mass (row, column)."""
+
+    rows: slice
+    columns: slice
+    centre_row: float
+    centre_column: float
+
+
+def find_ink(digit: np.ndarray) -> Ink | None:
+    """The digit's `Ink` (pixels above `INK` of its strongest); None on a blank image."""
     ink = digit > INK * float(digit.max(initial=0.0))
     if not ink.any():
         return None
@@ -61,31 +72,35 @@ def _box_and_centre(digit: np.ndarray) -> tuple[slice, slice, float, float] | No
     total = float(digit.sum())
     centre_row = float(digit.sum(axis=1) @ np.arange(digit.shape[0])) / total
     centre_column = float(digit.sum(axis=0) @ np.arange(digit.shape[1])) / total
-    return slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1), centre_row, centre_column
+    return Ink(slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1), centre_row, centre_column)
 
 
 def looks_normalised(digit: np.ndarray) -> bool:
     """Whether a stretched 28×28 digit is sized and centred as MNIST's are (then re-fitting would only blur it)."""
-    found = _box_and_centre(digit)
-    if digit.shape != (IMAGE_SIZE, IMAGE_SIZE) or found is None:
+    return _normalised(digit, find_ink(digit))
+
+
+def _normalised(digit: np.ndarray, ink: Ink | None) -> bool:
+    if digit.shape != (IMAGE_SIZE, IMAGE_SIZE) or ink is None:
         return False
-    rows, columns, centre_row, centre_column = found
-    side = max(rows.stop - rows.start, columns.stop - columns.start)
+    side = max(ink.rows.stop - ink.rows.start, ink.columns.stop - ink.columns.start)
     middle = IMAGE_SIZE / 2
     return (
         NORMALISED_SIDES[0] <= side <= NORMALISED_SIDES[1]
-        and abs(centre_row - middle) <= CENTRE_TOLERANCE
-        and abs(centre_column - middle) <= CENTRE_TOLERANCE
+        and abs(ink.centre_row - middle) <= CENTRE_TOLERANCE
+        and abs(ink.centre_column - middle) <= CENTRE_TOLERANCE
     )
 
 
 def fit_digit(digit: np.ndarray) -> np.ndarray:
     """MNIST's normalisation: the ink's bounding box scaled to fit 20×20, centred by mass in 28×28."""
-    found = _box_and_centre(digit)
-    if found is None:
+    return _fitted(digit, find_ink(digit))
+
+
+def _fitted(digit: np.ndarray, ink: Ink | None) -> np.ndarray:
+    if ink is None:
         return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    rows, columns, _, _ = found
-    crop = digit[rows, columns]
+    crop = digit[ink.rows, ink.columns]
     scale = DIGIT_BOX / max(crop.shape)
     height, width = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
     pixels = Image.fromarray(np.round(crop * 255).astype(np.uint8))
@@ -105,7 +120,8 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
     if grey.ndim != 2 or min(grey.shape) == 0:
         raise RecordError(f"expected a 2-D image, got shape {grey.shape}")
     digit = stretch_contrast(np.asarray(grey, dtype=np.float32))
-    return digit if looks_normalised(digit) else fit_digit(digit)
+    ink = find_ink(digit)  # found once: served digits pay for the search once, not for the check and the re-fit
+    return digit if _normalised(digit, ink) else _fitted(digit, ink)
 
 
 def to_frame(grey: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from shared.capabilities import CarriesPreprocessor
 from shared.checks import whole
 from shared.config import build
-from shared.data import ProjectData
+from shared.data import ProjectData, inference_batches
 from shared.devices import device_name, require_cuda, resolve_precision
 from shared.errors import Interrupted, RunNotFoundError, UsageError
 from shared.fitters.base import FitResult, Fitter, first_line, preprocessed, read_plain_checkpoint
@@ -132,7 +132,7 @@ class LightningFitter(Fitter):
             model.eval()
         outputs = []
         with torch.inference_mode():
-            for index, batch in enumerate(data.loader(preprocessed(model, inputs))):
+            for index, batch in enumerate(inference_batches(data.loader(preprocessed(model, inputs)))):
                 outputs.append(model.predict_step(move_data_to_device(batch, device), index).float().cpu())
         return torch.cat(outputs).numpy()
 
