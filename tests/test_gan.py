@@ -115,6 +115,31 @@ def test_the_two_time_scales_and_the_refused_batch_norm() -> None:
     assert "gradient penalty" in raised.value.problem and "discriminator_batch_norm=false" in raised.value.fix
 
 
+def test_the_averages_ramp_sets_how_far_back_it_reaches() -> None:
+    """After t updates the average moves by 1 - min(ema_decay, (1 + t) / (ema_ramp + t)) towards the generator: a
+    smaller ramp follows faster at first, then averages over more steps; ema_decay caps it."""
+
+    def decay_after(model: Gan, updates: int) -> float:
+        """The decay of the update after `updates` ones, read back from how far one update moves a weight."""
+        model.ema_updates.fill_(updates)
+        for parameter in model.ema.parameters():
+            parameter.data.zero_()
+        for parameter in model.generator.parameters():
+            parameter.data.fill_(1.0)
+        model.update_ema()
+        return 1 - float(next(model.ema.parameters()).flatten()[0])
+
+    default, slow, capped = Gan(**TINY), Gan(ema_ramp=4, ema_decay=0.9999, **TINY), Gan(ema_ramp=4, **TINY)
+    assert decay_after(default, 0) == pytest.approx(1 / 10) and decay_after(slow, 0) == pytest.approx(1 / 4)
+    assert decay_after(default, 5000) == pytest.approx(5001 / 5010, abs=1e-6)
+    assert decay_after(slow, 5000) == pytest.approx(5001 / 5004, abs=1e-6)  # a longer horizon late on
+    assert decay_after(capped, 5000) == pytest.approx(0.999, abs=1e-6)
+    for bad in (1, 0, 2.5, "ten", True):
+        with pytest.raises(UsageError) as raised:
+            Gan(ema_ramp=bad, **TINY)
+        assert "model.ema_ramp" in raised.value.problem and "model.ema_ramp=10" in raised.value.fix
+
+
 def test_truncation_keeps_every_sampled_latent_within_its_bound() -> None:
     plain, truncated = noise(4096, 8, seed=3), noise(4096, 8, seed=3, truncation=1.5)
     assert float(plain.abs().max()) > 3 and float(truncated.abs().max()) <= 1.5  # ~13% of plain entries exceed 1.5

@@ -71,6 +71,7 @@ class Gan(LightningModule):
         minibatch_stddev: bool = False,
         discriminator_batch_norm: bool = False,
         ema_decay: float = 0.999,
+        ema_ramp: int = 10,
         lr: float = 2e-4,
         discriminator_lr: float | None = None,
         beta1: float = 0.5,
@@ -93,6 +94,8 @@ class Gan(LightningModule):
         if not 0 <= ema_decay < 1:
             raise UsageError(f"model.ema_decay={ema_decay} is not in [0, 1).", "use e.g. model.ema_decay=0.999.")
         self.ema_decay, self.lr, self.betas, self.gp_weight = ema_decay, lr, (beta1, beta2), gp_weight
+        # the average's ramp (1 + t) / (ramp + t): a horizon of about t / (ramp - 1) steps until ema_decay caps it
+        self.ema_ramp = checks.whole(ema_ramp, "model.ema_ramp", minimum=2, example=10)
         # the two-time-scale rule (Heusel et al. 2017) gives the discriminator its own rate; null: the generator's
         self.discriminator_lr = lr if discriminator_lr is None else discriminator_lr
         self.use_truncation(truncation, "model.truncation")
@@ -187,10 +190,11 @@ class Gan(LightningModule):
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """Move the average towards the generator; early on it follows faster ((1 + t) / (10 + t)), so the first
-        epochs' samples are not dominated by the random initial weights."""
+        """Move the average towards the generator at decay min(ema_decay, (1 + t) / (ema_ramp + t)) after t updates:
+        early on it follows faster, so the first epochs' samples are not dominated by the random initial weights,
+        and its horizon (about t / (ema_ramp - 1) steps) grows with training until `ema_decay` caps it."""
         updates = int(self.ema_updates)
-        decay = min(self.ema_decay, (1 + updates) / (10 + updates))
+        decay = min(self.ema_decay, (1 + updates) / (self.ema_ramp + updates))
         for averaged, current in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
             averaged.lerp_(current, 1 - decay)
         self.ema_updates += 1
