@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from unittest.mock import PropertyMock, patch
 
 import numpy as np
 import pytest
@@ -36,7 +38,11 @@ def _fit(model: Gan, images: torch.Tensor, labels: torch.Tensor, steps: int, roo
 @pytest.mark.parametrize("loss", LOSSES)
 def test_each_loss_changes_both_networks_and_stays_finite(loss: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    options = {"spectral_norm": loss == "hinge", "discriminator_batch_norm": loss == "bce"}
+    options = {
+        "spectral_norm": loss == "hinge",
+        "discriminator_batch_norm": loss == "bce",
+        "top_k": 0.5 if loss == "hinge" else None,
+    }
     model = Gan(conditional=True, loss=loss, n_critic=1, discriminator_lr=4e-4, **options, **TINY)
     before = {name: value.clone() for name, value in model.state_dict().items()}
     _fit(model, torch.rand(64, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (64,)), 4, tmp_path)
@@ -138,6 +144,24 @@ def test_the_averages_ramp_sets_how_far_back_it_reaches() -> None:
         with pytest.raises(UsageError) as raised:
             Gan(ema_ramp=bad, **TINY)
         assert "model.ema_ramp" in raised.value.problem and "model.ema_ramp=10" in raised.value.fix
+
+
+def test_top_k_keeps_the_best_scored_fakes_for_the_generator() -> None:
+    """The generator's loss sees the highest-scored share of the fakes, that share falling linearly from the whole
+    batch to `top_k` over the planned epochs; without `top_k`, every fake."""
+    model = Gan(top_k=0.5, **TINY)
+    scores = torch.tensor([0.3, -1.0, 2.0, 0.1, 1.5, -0.2, 0.7, 0.0])
+    for epoch, batch, share in ((0, 0, 1.0), (2, 0, 0.75), (3, 5, 0.5625), (4, 0, 0.5)):
+        place = SimpleNamespace(max_epochs=4, num_training_batches=10, current_epoch=epoch)
+        with patch.object(Gan, "trainer", new_callable=PropertyMock, return_value=place):
+            assert model.kept_share(batch) == pytest.approx(share)
+            kept = model.best_scored(scores.unsqueeze(1), batch)
+        assert torch.equal(kept.sort(descending=True).values, scores.sort(descending=True).values[: round(share * 8)])
+    assert torch.equal(Gan(**TINY).best_scored(scores.unsqueeze(1), 0), scores)
+    for bad in (0, 1, 1.5, "half", True):
+        with pytest.raises(UsageError) as raised:
+            Gan(top_k=bad, **TINY)
+        assert "model.top_k" in raised.value.problem and "model.top_k=0.5" in raised.value.fix
 
 
 def test_truncation_keeps_every_sampled_latent_within_its_bound() -> None:

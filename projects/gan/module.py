@@ -81,6 +81,7 @@ class Gan(LightningModule):
         grid_seed: int = 0,
         truncation: float | None = None,
         channels_last: bool = True,
+        top_k: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -99,6 +100,9 @@ class Gan(LightningModule):
         # the two-time-scale rule (Heusel et al. 2017) gives the discriminator its own rate; null: the generator's
         self.discriminator_lr = lr if discriminator_lr is None else discriminator_lr
         self.use_truncation(truncation, "model.truncation")
+        # top-k training (Sinha et al. 2020): the generator learns from its best-scored fakes only, the kept share
+        # annealed linearly from the whole batch to `top_k` over the planned epochs
+        self.top_k = None if top_k is None else checks.fraction(top_k, "model.top_k", example=0.5)
         labels = classes if self.conditional else None
         self.generator = Generator(latent_dim, generator_width, labels, embed_dim, full_resolution_conv)
         if discriminator_batch_norm and loss == "wgan_gp":
@@ -181,12 +185,28 @@ class Gan(LightningModule):
 
         if (batch_index + 1) % self.n_critic == 0:
             with self.toggled_optimizer(generator_optimizer):  # no gradients for the discriminator's weights
-                g_loss = generator_loss(self.loss_name, self.discriminator(fake, labels))
+                g_loss = generator_loss(self.loss_name, self.best_scored(self.discriminator(fake, labels), batch_index))
                 generator_optimizer.zero_grad(set_to_none=True)
                 self.manual_backward(g_loss)
                 generator_optimizer.step()
             self.update_ema()
             self.log("train/g_loss", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(real))
+
+    def kept_share(self, batch_index: int) -> float:
+        """The share of the batch's fakes the generator learns from now: 1 without `top_k`, else falling linearly
+        from 1 to `top_k` over the planned epochs (a run cut short by its time budget stops on the way)."""
+        if self.top_k is None:
+            return 1.0
+        trainer = self.trainer
+        planned = max(1, trainer.max_epochs or 1) * max(1, int(trainer.num_training_batches))
+        progress = min(1.0, (trainer.current_epoch * int(trainer.num_training_batches) + batch_index) / planned)
+        return 1.0 - (1.0 - self.top_k) * progress
+
+    def best_scored(self, scores: torch.Tensor, batch_index: int) -> torch.Tensor:
+        """The discriminator's scores of the fakes the generator learns from: the highest `kept_share`."""
+        scores = scores.flatten()
+        kept = max(1, round(self.kept_share(batch_index) * len(scores)))
+        return scores if kept >= len(scores) else scores.topk(kept).values
 
     @torch.no_grad()
     def update_ema(self) -> None:
