@@ -182,6 +182,8 @@ def test_inference_batches_give_the_loaders_own_batches() -> None:
     assert [len(batch[1]) for batch in direct] == [5, 5, 5, 5, 3]
     for (got_images, got_labels), (want_images, want_labels) in zip(direct, iterated, strict=True):
         assert torch.equal(got_images, want_images) and torch.equal(got_labels, want_labels)
+    dropping = tensor_loader(labels, batch_size=5, drop_last=True)
+    assert [len(batch[0]) for batch in inference_batches(dropping)] == [5, 5, 5, 5]
     plain = DataLoader(TensorDataset(images), batch_size=10)
     assert [len(batch[0]) for batch in inference_batches(plain)] == [10, 10, 3]
     torch.manual_seed(0)
