@@ -92,12 +92,9 @@ def _normalised(digit: np.ndarray, ink: Ink | None) -> bool:
     )
 
 
-def fit_digit(digit: np.ndarray) -> np.ndarray:
-    """MNIST's normalisation: the ink's bounding box scaled to fit 20×20, centred by mass in 28×28."""
-    return _fitted(digit, find_ink(digit))
-
-
-def _fitted(digit: np.ndarray, ink: Ink | None) -> np.ndarray:
+def fit_digit(digit: np.ndarray, ink: Ink | None) -> np.ndarray:
+    """MNIST's normalisation: the ink's bounding box (`find_ink(digit)`) scaled to fit 20×20, centred by mass in
+    28×28."""
     if ink is None:
         return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
     crop = digit[ink.rows, ink.columns]
@@ -121,7 +118,7 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
         raise RecordError(f"expected a 2-D image, got shape {grey.shape}")
     digit = stretch_contrast(np.asarray(grey, dtype=np.float32))
     ink = find_ink(digit)  # found once: served digits pay for the search once, not for the check and the re-fit
-    return digit if _normalised(digit, ink) else _fitted(digit, ink)
+    return digit if _normalised(digit, ink) else fit_digit(digit, ink)
 
 
 def to_frame(grey: np.ndarray) -> np.ndarray:
