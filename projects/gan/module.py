@@ -199,8 +199,8 @@ class Gan(LightningModule):
         if self.top_k is None:
             return 1.0
         trainer = self.trainer
-        planned = max(1, trainer.max_epochs or 1) * max(1, int(trainer.num_training_batches))
-        progress = min(1.0, (trainer.current_epoch * int(trainer.num_training_batches) + batch_index) / planned)
+        batches = max(1, int(trainer.num_training_batches))
+        progress = min(1.0, (trainer.current_epoch * batches + batch_index) / (max(1, trainer.max_epochs or 1) * batches))
         return 1.0 - (1.0 - self.top_k) * progress
 
     def best_scored(self, scores: torch.Tensor, batch_index: int) -> torch.Tensor:
