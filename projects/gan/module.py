@@ -200,7 +200,8 @@ class Gan(LightningModule):
             return 1.0
         trainer = self.trainer
         batches = max(1, int(trainer.num_training_batches))
-        progress = min(1.0, (trainer.current_epoch * batches + batch_index) / (max(1, trainer.max_epochs or 1) * batches))
+        planned = max(1, trainer.max_epochs or 1) * batches
+        progress = min(1.0, (trainer.current_epoch * batches + batch_index) / planned)
         return 1.0 - (1.0 - self.top_k) * progress
 
     def best_scored(self, scores: torch.Tensor, batch_index: int) -> torch.Tensor:
