@@ -194,8 +194,8 @@ class Gan(LightningModule):
 
     def kept_share(self, batch_index: int) -> float:
         """The share of the batch's fakes the generator learns from now: 1 without `top_k`, else falling linearly
-        from 1 to `top_k` over the planned epochs (one when the trainer plans in steps; a run cut short by its time
-        budget stops on the way)."""
+        from 1 to `top_k` over the planned epochs (over one epoch when the trainer plans in steps, not epochs; a run
+        cut short by its time budget stops on the way)."""
         if self.top_k is None:
             return 1.0
         trainer = self.trainer
