@@ -159,6 +159,10 @@ def test_prediction_builds_no_trainer(cli, isolated: Path, monkeypatch: pytest.M
         ("name=a/../../b", "not a plain folder name"),
         ("trainer.compile=fast", "trainer.compile='fast' is neither on/off nor a torch.compile mode"),
         ("trainer.compile={speed:11}", "trainer.compile has speed, which are not torch.compile arguments"),
+        ("trainer.max_time=soon", "trainer.max_time='soon' is not a duration in the form DD:HH:MM:SS"),
+        ("trainer.max_time={hours:1,fortnights:2}", "trainer.max_time has fortnights, which are not parts of"),
+        ("trainer.max_time={minutes:-5}", "has a part that is not a number of at least 0"),
+        ("trainer.max_time=300", "trainer.max_time=300 is not a duration"),
     ],
 )
 def test_settings_that_make_no_sense_are_refused_before_training(cli, isolated: Path, override: str, message: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import time
 import warnings
@@ -218,10 +219,38 @@ def check_trainer_options(options: dict[str, Any]) -> None:
     clip = options.get("gradient_clip_val")
     if clip is not None and (not isinstance(clip, int | float) or isinstance(clip, bool) or clip < 0):
         raise UsageError(f"trainer.gradient_clip_val={clip} is not a non-negative number.", "use null (off) or 1.0.")
+    check_max_time(options.get("max_time"))
     for name in ("limit_train_batches", "limit_val_batches", "val_check_interval", "overfit_batches"):
         value = options.get(name)
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
             raise UsageError(f"trainer.{name}={value} is not a count or a fraction.", f"e.g. trainer.{name}=0.5.")
+
+
+def check_max_time(value: Any) -> None:
+    """`trainer.max_time` as Lightning's Timer takes it ("DD:HH:MM:SS", or a mapping of timedelta fields such as
+    {minutes: 5}), refused before the run starts rather than as a traceback from inside the Trainer."""
+    example = 'trainer.max_time="00:00:05:00" (5 minutes) or trainer.max_time={minutes: 5}'
+    if value is None:
+        return
+    if isinstance(value, str):
+        if re.fullmatch(r"\d+:\d\d:\d\d:\d\d", value.strip()):
+            return
+        raise UsageError(f"trainer.max_time={value!r} is not a duration in the form DD:HH:MM:SS.", f"use {example}.")
+    if isinstance(value, Mapping):
+        fields = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds"}
+        unknown = sorted(set(map(str, value)) - fields)
+        if unknown:
+            raise UsageError(
+                f"trainer.max_time has {', '.join(unknown)}, which are not parts of a duration.",
+                f"use some of {', '.join(sorted(fields))}, e.g. {example}.",
+            )
+        numbers = all(isinstance(part, int | float) and not isinstance(part, bool) for part in value.values())
+        if numbers and all(part >= 0 for part in value.values()):
+            return
+        raise UsageError(
+            f"trainer.max_time={dict(value)} has a part that is not a number of at least 0.", f"use {example}."
+        )
+    raise UsageError(f"trainer.max_time={value!r} is not a duration.", f"use {example}, or null for no limit.")
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
