@@ -139,6 +139,21 @@ def test_a_bad_search_space_is_refused(cli, tiny, isolated: Path, param: str, ph
     assert not (isolated / "runs" / "tiny" / "tune" / "bad.db").exists(), "refused before any study is made"
 
 
+@pytest.mark.parametrize(
+    ("option", "phrase"),
+    [
+        ("trials=-1", "trials=-1 is not a whole number of at least 0"),
+        ("workers=0", "workers=0 is not a whole number of at least 1"),
+        ("timeout=-5", "timeout=-5 is not a positive number of seconds"),
+        ("cv_folds=1", "cv_folds=1 is not a whole number of at least 2"),
+        ("seed=-1", "seed=-1 is not a whole number of at least 0"),
+    ],
+)
+def test_bad_tune_options_are_refused_and_leave_no_folder(cli, tiny, isolated: Path, option: str, phrase: str) -> None:
+    refused(cli(tiny, "tune", "search=logistic", option, *CPU), 2, phrase)
+    assert not (isolated / "runs").exists() or not list((isolated / "runs").rglob("*")), "a refused tune writes nothing"
+
+
 def test_an_unknown_search_is_refused_with_the_ones_there_are(cli, tiny) -> None:
     refused(cli(tiny, "tune", "search=nope"), 2, "no search space 'nope'", "search=default", "search=logistic")
 

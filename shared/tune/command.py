@@ -50,12 +50,12 @@ class TrialFailed(Exception):
 
 def tune_command(project: Project, cfg: DictConfig) -> int | None:
     """Run (or, as one of `workers=K`, take part in) a search, then report and retrain unless this is a worker."""
-    tuning = prepare(project, cfg)
     trials = whole(cfg.trials, "trials", minimum=0)
     workers = whole(cfg.workers, "workers", minimum=1)
     timeout = None if cfg.timeout is None else float(cfg.timeout)
     if timeout is not None and timeout <= 0:
         raise UsageError(f"timeout={cfg.timeout} is not a positive number of seconds.", "e.g. timeout=1800.")
+    tuning = prepare(project, cfg)
     if cfg.worker is not None:  # one of the processes `workers=K` started: trials only, the parent reports
         optimize(tuning, cfg, trials, timeout, worker=int(cfg.worker))
         return 0
@@ -105,10 +105,8 @@ def prepare(project: Project, cfg: DictConfig) -> Tuning:
     objective = objective_of(project, composed, cfg.metric or space.metric)
     runs_dir = Path(str(composed.paths.runs_dir)).expanduser().resolve()
     storage = str(cfg.storage or f"sqlite:///{runs_dir / project.name / TUNE_DIR / study}.db")
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     folds = cfg.cv_folds if cfg.cv_folds is not None else (space.cv_folds or 5)
-    return Tuning(
+    tuning = Tuning(
         project=project,
         config_dir=config_dir,
         space=space,
@@ -120,6 +118,9 @@ def prepare(project: Project, cfg: DictConfig) -> Tuning:
         cv_folds=whole(folds, "cv_folds", minimum=2),
         seed=whole(cfg.seed, "seed", minimum=0),
     )
+    if storage.startswith("sqlite:///"):  # only once everything is checked: a refused tune leaves no folder
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return tuning
 
 
 def _require_experiment_group(config_dir: Path) -> None:
