@@ -17,8 +17,10 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
 from shared.config import SHARED_CONFIGS, project_config_dir, register_resolvers, searchpath_override
+from shared.config_errors import HeldStream, explain, explain_config_value
 from shared.errors import Interrupted, PortfolioError, UsageError
 from shared.io import write_text
 from shared.logs import route_library_logs
@@ -182,10 +184,13 @@ def run(project: Project, argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # Lightning-internal noise
     exit_code = 0
     original_argv = [sys.argv[0] if sys.argv else f"projects.{project.name}", name, *overrides]
+    stderr = sys.stderr
+    held = HeldStream(stderr)  # what Hydra says while it composes, rewritten if the command line does not compose
 
     @hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)
     def task(cfg: DictConfig) -> None:
         nonlocal exit_code
+        stderr.write(held.release())
         sys.argv = original_argv  # what Lightning's DDP launcher re-executes for the other ranks
         _pin_run_dir()
         route_library_logs()
@@ -196,6 +201,10 @@ def run(project: Project, argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             exit_code = error.exit_code
             _discard_unfinished_run(name)
+        except OmegaConfBaseException as error:  # a `${...}` or a value the config cannot take, from the command line
+            print(explain_config_value(error, project.name, name), file=sys.stderr)
+            exit_code = 2
+            _discard_unfinished_run(name)
         except (Interrupted, KeyboardInterrupt) as stop:
             exit_code = stop.exit_code if isinstance(stop, Interrupted) else 128 + signal.SIGINT
             _report_interruption(project, name)
@@ -205,12 +214,22 @@ def run(project: Project, argv: list[str] | None = None) -> int:
 
     saved_argv = sys.argv
     sys.argv = [original_argv[0], *_with_overrides(overrides, [*extra, searchpath_override()])]
+    sys.stderr = held  # type: ignore[assignment]
     try:
         task()
     except SystemExit as stop:  # Hydra exits itself for --help, --cfg and config errors
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        said = held.release() if held.holding else ""
+        if code == 1 and said and "Traceback (most recent call last)" not in said:  # the command line did not compose
+            print(explain(said, project.name, name), file=stderr)
+            return 2
+        stderr.write(said)
+        return code
     finally:
         sys.argv = saved_argv
+        sys.stderr = stderr
+        if held.holding:  # --cfg, --info: Hydra printed and returned without running the command
+            stderr.write(held.release())
     return exit_code
 
 

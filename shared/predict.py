@@ -37,10 +37,11 @@ def parse_item(project: Project, name: str, payload: Any, run: Run, cfg: DictCon
         return PredictItem(name, error=str(error))
 
 
-def read_items(project: Project, run: Run, cfg: DictConfig) -> list[PredictItem]:
-    """The items of one predict call: a record on the command line (`text=...`), or the `input=` file's."""
+def read_items(project: Project, run: Run, cfg: DictConfig, usage: str | None = None) -> list[PredictItem]:
+    """The items of one predict call: a record on the command line (`text=...`), or the `input=` file's.
+    `usage` is the fix a mistake names (the predict command line unless the caller is another command)."""
     record, source = project.command_line_record(cfg), cfg.get("input")
-    usage = f"python -m projects.{project.name} predict {project.predict_usage}"
+    usage = usage or f"python -m projects.{project.name} predict {project.predict_usage}"
     if record is not None and source:
         raise UsageError("predict got a record on the command line and an input= file.", f"give one of them: {usage}")
     if record is not None:  # one record, typed by the user: a bad one is a command-line mistake, not a bad row

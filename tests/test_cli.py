@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from shared.config import SHARED_CONFIGS
-from tests.conftest import run_module
+from tests.conftest import refused, run_module
 
 
 def test_no_command_lists_the_commands(cli) -> None:
@@ -30,8 +32,29 @@ def test_unknown_command_names_the_valid_ones(cli) -> None:
 
 def test_unknown_config_option_is_a_clean_error(cli) -> None:
     result = cli("mnist", "train", "model=transformer")
-    assert result.code != 0
-    assert "metrics.json" not in result.out
+    refused(result, 2, "mnist has no model 'transformer'", "use one of: cnn, logreg, mlp.")
+    assert "metrics.json" not in result.out and "Config search path" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("command", "override", "phrases"),
+    [
+        ("train", "model.widht=3", ["model.widht is not a setting of mnist train", "--cfg job"]),
+        ("predict", "top_k=3", ["top_k is not a setting of mnist predict"]),
+        ("evaluate", "model=cnn", ["evaluate takes no model= choice", "run=<a run folder>"]),
+        ("train", "data.batch_size=[1", ["an override could not be read", "quote values"]),
+        ("train", "model.widths=${nothing}", ["model.widths: Interpolation key 'nothing' not found"]),
+    ],
+)
+def test_a_command_line_that_does_not_compose_is_said_plainly(
+    cli, isolated: Path, command: str, override: str, phrases: list[str]
+) -> None:
+    """Hydra's own words (and its advice to append the key with `+`) become an error and a fix, exit 2."""
+    data = ["data=synthetic"] if command == "train" else []
+    result = cli("mnist", command, *data, override)
+    refused(result, 2, *phrases)
+    assert "HYDRA_FULL_ERROR" not in result.err and "To append" not in result.err
+    assert not (isolated / "runs").exists() or not list((isolated / "runs").rglob("*.yaml")), "no run is left"
 
 
 def test_module_runs_from_any_directory_with_hydra_flags(tmp_path: Path) -> None:

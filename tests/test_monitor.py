@@ -123,7 +123,12 @@ def test_a_run_without_a_reference_is_refused_then_monitored_with_reference_file
 
 def test_bad_monitor_command_lines_are_refused(cli, housing_run: Path, tmp_path: Path) -> None:
     refused(cli("housing", "monitor", f"run={housing_run}"), 2, "input=")
-    refused(cli("housing", "monitor", f"run={housing_run}", f"input={tmp_path / 'none.csv'}"), 2, "does not exist")
+    refused(
+        cli("housing", "monitor", f"run={housing_run}", f"input={tmp_path / 'none.csv'}"),
+        2,
+        "does not exist",
+        "housing monitor input=FILE",
+    )
     few = _districts(tmp_path / "few.csv", 10, seed=17)
     refused(cli("housing", "monitor", f"run={housing_run}", f"input={few}"), 2, "too few", "min_records")
     refused(cli("housing", "monitor", f"run={housing_run}", f"input={few}", "alpha=2"), 2, "alpha")

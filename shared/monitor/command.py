@@ -135,7 +135,7 @@ def new_items(project: Project, run: Run, cfg: DictConfig) -> tuple[list[Predict
         items = request_items(project, run, cfg)
         described = str(run.directory / REQUEST_LOG)
     else:
-        items, described = read_items(project, run, cfg), str(source)
+        items, described = read_items(project, run, cfg, usage), str(source)
     last = cfg.get("last")
     if last is not None:
         items = items[-checks.whole(last, "last", example=1000) :]
