@@ -191,6 +191,7 @@ def run(project: Project, argv: list[str] | None = None) -> int:
     def task(cfg: DictConfig) -> None:
         nonlocal exit_code
         stderr.write(held.release())
+        sys.stderr = stderr  # the command itself writes to the real stream
         sys.argv = original_argv  # what Lightning's DDP launcher re-executes for the other ranks
         _pin_run_dir()
         route_library_logs()
