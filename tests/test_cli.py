@@ -85,3 +85,12 @@ def test_hydra_help_lists_the_config_groups(tmp_path: Path) -> None:
             if path.stem != "default" or group == "callbacks"
         )
         assert f"{group}: {', '.join(options)}" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "serve", "export", "monitor", "promote", "compare"])
+def test_help_of_a_command_on_a_finished_run_lists_its_keys_not_the_train_groups(cli, command: str) -> None:
+    """Those commands read a run's own model and data: offering `model=` there would only lead to an error."""
+    result = cli("recommender", command, "--help")
+    assert result.code == 0, result.err
+    assert f"python -m projects.recommender {command}" in result.out and "== Config ==" in result.out
+    assert "Configuration groups" not in result.out and "model: autorec" not in result.out
