@@ -198,13 +198,10 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         try:
             raise_refused_run_dir()  # a run folder that could not be made: its error, here rather than in Hydra
             exit_code = commands[name].run(project, cfg) or 0
-        except PortfolioError as error:
-            print(f"error: {error}", file=sys.stderr)
-            exit_code = error.exit_code
-            _discard_unfinished_run(name)
-        except OmegaConfBaseException as error:  # a `${...}` or a value the config cannot take, from the command line
-            print(explain_config_value(error, project.name, name), file=sys.stderr)
-            exit_code = 2
+        except (PortfolioError, OmegaConfBaseException) as error:  # OmegaConf's: a bad `${...}` on the command line
+            refusal = error if isinstance(error, PortfolioError) else explain_config_value(error, project.name, name)
+            print(f"error: {refusal}", file=sys.stderr)
+            exit_code = refusal.exit_code
             _discard_unfinished_run(name)
         except (Interrupted, KeyboardInterrupt) as stop:
             exit_code = stop.exit_code if isinstance(stop, Interrupted) else 128 + signal.SIGINT
@@ -220,17 +217,17 @@ def run(project: Project, argv: list[str] | None = None) -> int:
         task()
     except SystemExit as stop:  # Hydra exits itself for --help, --cfg and config errors
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-        said = held.release() if held.holding else ""
+        said = held.release()  # empty once the command has run: it released the stream
         if code == 1 and said and "Traceback (most recent call last)" not in said:  # the command line did not compose
-            print(explain(said, project.name, name), file=stderr)
-            return 2
+            refusal = explain(said, project.name, name)
+            print(f"error: {refusal}", file=stderr)
+            return refusal.exit_code
         stderr.write(said)
         return code
     finally:
         sys.argv = saved_argv
         sys.stderr = stderr
-        if held.holding:  # --cfg, --info: Hydra printed and returned without running the command
-            stderr.write(held.release())
+        stderr.write(held.release())  # --cfg, --info: what Hydra wrote before returning without running the command
     return exit_code
 
 

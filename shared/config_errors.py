@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any, TextIO
 
+from shared.errors import UsageError
+
 HYDRA_FULL_ERROR_HINT = "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."
 # `model=nope`: the group path, the option, and the options there are (one per line, tab-indented)
 MISSING_OPTION = re.compile(
@@ -50,46 +52,42 @@ class HeldStream:
         return getattr(self.stream, name)
 
 
-def explain(said: str, project: str, command: str) -> str:
-    """What Hydra said about a command line that did not compose, as `error: ...` and `fix: ...` lines."""
+def explain(said: str, project: str, command: str) -> UsageError:
+    """What Hydra said about a command line that did not compose, as the error the command line shows."""
     text = said.replace(HYDRA_FULL_ERROR_HINT, "").strip()
     help_line = f"python -m projects.{project} {command} --help lists its groups and settings"
-    missing = MISSING_OPTION.search(text)
-    if missing:
+    if missing := MISSING_OPTION.search(text):
         group, option = missing.group(1).rsplit("/", 1)[-1], missing.group(2)
         options = ", ".join(line.strip() for line in missing.group(3).splitlines() if line.strip())
-        return f"error: {group}={option}: {project} has no {group} '{option}'.\n  fix: use one of: {options}."
-    foreign = FOREIGN_GROUP.search(text)
-    if foreign:
+        return UsageError(f"{group}={option}: {project} has no {group} '{option}'.", f"use one of: {options}.")
+    if foreign := FOREIGN_GROUP.search(text):
         group = foreign.group(1)
-        return (
-            f"error: {command} takes no {group}= choice: a run keeps the {group} it was trained with.\n"
-            f"  fix: pass run=<a run folder> trained with the {group} you want; {help_line}."
+        return UsageError(
+            f"{command} takes no {group}= choice: a run keeps the {group} it was trained with.",
+            f"pass run=<a run folder> trained with the {group} you want; {help_line}.",
         )
-    unknown = UNKNOWN_KEY.search(text)
-    if unknown:
-        key = unknown.group(1)
-        return (
-            f"error: {key} is not a setting of {project} {command}.\n"
-            f"  fix: check its spelling; {help_line}, and --cfg job prints every key with its value."
+    if unknown := UNKNOWN_KEY.search(text):
+        return UsageError(
+            f"{unknown.group(1)} is not a setting of {project} {command}.",
+            f"check its spelling; {help_line}, and --cfg job prints every key with its value.",
         )
     if "override_grammar" in text or "no viable alternative" in text or "mismatched input" in text:
         problem = " ".join(line for line in text.splitlines() if "hydra.cc/docs" not in line)
-        return (
-            f"error: an override could not be read ({problem}).\n"
-            "  fix: write key=value; quote values with brackets, commas or spaces, e.g. 'model.widths=[32,64,128]'."
+        return UsageError(
+            f"an override could not be read ({problem}).",
+            "write key=value; quote values with brackets, commas or spaces, e.g. 'model.widths=[32,64,128]'.",
         )
     first, *rest = text.splitlines() or ["the configuration did not compose."]
     details = "".join(f"\n  {line}" for line in rest if line.strip() and not line.startswith(("\t", "Config search")))
-    return f"error: {first}{details}\n  fix: {help_line}."
+    return UsageError(f"{first}{details}", f"{help_line}.")
 
 
-def explain_config_value(error: Exception, project: str, command: str) -> str:
+def explain_config_value(error: Exception, project: str, command: str) -> UsageError:
     """An OmegaConf error met while the command reads its config (a bad `${...}`, a value of the wrong type)."""
     problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     key = getattr(error, "full_key", None)
     where = f" {key}:" if key else ""
-    return (
-        f"error: the configuration has a value that cannot be read:{where} {problem}.\n"
-        f"  fix: correct it on the command line; python -m projects.{project} {command} --cfg job shows every key."
+    return UsageError(
+        f"the configuration has a value that cannot be read:{where} {problem}.",
+        f"correct it on the command line; python -m projects.{project} {command} --cfg job shows every key.",
     )
