@@ -47,10 +47,13 @@ def fraction(value: Any, key: str, example: float, zero: bool = False) -> float:
     return float(value)
 
 
-def share_or_count(value: Any, key: str, example: float, split: str = "validation") -> float:
+def share_or_count(value: Any, key: str, example: float, split: str = "validation", optional: bool = False) -> float:
     """A held-out part's size: a fraction strictly between 0 and 1, or a whole count of at least 1.
 
-    0 is refused with its own fix, since a split that this data needs cannot be switched off."""
+    0 means no such split where the data can do without one (`optional`: training on every example, as the retrain
+    of a tuned preset does); elsewhere it is refused with its own fix, since a split the data needs cannot be off."""
+    if _is_number(value) and value == 0 and optional:
+        return 0
     if _is_number(value) and value == 0:
         raise UsageError(
             f"{key}=0 asks for no {split} split, which this data does not support.",

@@ -149,7 +149,7 @@ def test_pixels_past_the_limit_are_refused_too() -> None:
         ({"batch_size": "abc"}, "data.batch_size='abc'"),
         ({"eval_batch_size": -1}, "data.eval_batch_size=-1"),
         ({"val_size": 1.5}, "data.val_size=1.5 is neither a fraction"),
-        ({"val_size": 0}, "data.val_size=0 asks for no validation split"),
+        ({"val_size": -1}, "data.val_size=-1 is neither a fraction"),
         ({"max_shift": -1}, "data.max_shift=-1 is not a whole number of at least 0"),
         ({"split_seed": -1}, "data.split_seed=-1"),
         ({"test_size": 1.5}, "data.test_size=1.5"),

@@ -13,6 +13,7 @@ import torch
 from lightning import Trainer
 
 from projects.gan import measure
+from projects.gan.data import GanImages
 from projects.gan.module import STANDING_BATCH_SIZE, STANDING_BATCHES, STANDING_SEED, Gan, noise
 from projects.gan.networks import LOSSES, Discriminator, Generator, MinibatchStddev
 from shared.data import tensor_loader
@@ -327,3 +328,10 @@ def test_a_missing_judge_says_how_to_train_one(cli, isolated: Path) -> None:
     result = cli("gan", "train", *SMOKE)
     refused(result, 1, "no judge for synthetic", "python -m projects.mnist train data=synthetic")
     assert not (isolated / "runs" / "gan").exists() or not any((isolated / "runs" / "gan").rglob("metrics.json"))
+
+
+def test_the_gan_keeps_its_val_split() -> None:
+    """The judge's data may go without a val split (mnist data.val_size=0); the GAN's per-epoch val/fd may not."""
+    with pytest.raises(UsageError) as raised:
+        GanImages(val_size=0)
+    assert "data.val_size=0 asks for no validation split" in str(raised.value) and raised.value.fix

@@ -66,6 +66,19 @@ def test_validation_split_is_carved_from_train_only() -> None:
     assert tuple(data.inputs("val").shape) == (25, 1, 28, 28)
 
 
+def test_val_size_zero_trains_on_every_training_image(cli, isolated: Path) -> None:
+    """`data.val_size=0` (a tuned preset's retrain on the full train split): no val split, the last weights kept."""
+    data = SyntheticDigits(train_size=100, test_size=40, val_size=0)
+    data.prepare()
+    assert data.splits == ("train", "test") and len(data.targets("train")) == 100
+    result = cli("mnist", "train", *SMOKE, "data.val_size=0")
+    assert result.code == 0, result.out + result.err
+    metrics = json.loads((_only_run(isolated / "runs") / "metrics.json").read_text())
+    assert not any(name.startswith("val/") for name in metrics["metrics"])
+    assert metrics["metrics"]["test/acc"] > 0.5, "trained (chance is 0.1), its last weights kept"
+    assert metrics["data"]["train examples"] == 600 and "val examples" not in metrics["data"]
+
+
 def test_random_shift_moves_content_within_bounds() -> None:
     images = torch.zeros(16, 1, 28, 28)
     images[:, :, 14, 14] = 5.0

@@ -25,9 +25,11 @@ from tests.tiny_project.project import TinyProject
 TINY_CONFIGS = Path(__file__).parent / "tiny_project" / "configs"
 CPU = ["trainer=cpu", "logger=csv"]
 # The network's lr: the default first (the baseline trial), then 1e-6, which cannot pass 60% val accuracy after its
-# first epoch, so the threshold pruner stops it there: a real prune, decided by Optuna from the reported value.
+# first epoch, so the threshold pruner stops it there: a real prune, decided by Optuna from the reported value. The
+# trials are scored on val; the best is retrained on the full train split (no val split).
 PRUNED_SEARCH = """
 overrides: [model=network]
+retrain_overrides: [data.val_size=0]
 pruner: {_target_: optuna.pruners.ThresholdPruner, lower: 0.6}
 enqueue: [{model.lr: 1.0e-6}]
 params:
@@ -79,12 +81,14 @@ def test_two_workers_share_a_study_prune_and_write_a_preset_that_trains(cli, tin
 
     preset = tiny.config_dir / "experiment" / "tuned_pruned.yaml"
     best = _study(isolated, "pruned").best_trial
-    assert f"lr: {best.params['model.lr']}" in preset.read_text()
+    assert f"lr: {best.params['model.lr']}" in preset.read_text() and "val_size" not in preset.read_text()
     summary = json.loads((folder / "summary.json").read_text())
     [retrained] = successful_runs(isolated / "runs", "tiny")  # the retrained preset; trials are not the project's runs
     assert summary["retrained_run"] == str(retrained) and summary["retrained_headline"] == "test/acc"
+    assert summary["retrained_overrides"] == ["data.val_size=0"]
     metrics = json.loads((retrained / "metrics.json").read_text())
     assert metrics["experiment"] == "tuned_pruned" and metrics["metrics"]["test/acc"] > 0.9
+    assert not any(name.startswith("val/") for name in metrics["metrics"]), "retrained on the full train split"
 
     result = cli(tiny, "compare")
     assert result.code == 0 and "tuned_pruned" in result.out and "trial-" not in result.out
@@ -137,6 +141,12 @@ def test_a_bad_search_space_is_refused(cli, tiny, isolated: Path, param: str, ph
     _search(tiny, "bad", f"overrides: [model=logistic]\nparams:\n  {param}\n")
     refused(cli(tiny, "tune", "search=bad", "trials=1", *CPU), 2, "bad.yaml", *phrases)
     assert not (isolated / "runs" / "tiny" / "tune" / "bad.db").exists(), "refused before any study is made"
+
+
+def test_a_retrain_override_that_does_not_compose_is_refused_before_any_trial(cli, tiny, isolated: Path) -> None:
+    _search(tiny, "late", "retrain_overrides: [data=nope]\nparams:\n  model.C: {type: float, low: 0.1, high: 1}\n")
+    refused(cli(tiny, "tune", "search=late", "trials=1", *CPU), 2, "late.yaml", "do not compose", "retrain_overrides:")
+    assert not (isolated / "runs" / "tiny" / "tune" / "late.db").exists(), "refused before any study is made"
 
 
 @pytest.mark.parametrize(

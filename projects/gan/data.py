@@ -57,6 +57,7 @@ class GanImages(ProjectData):
         self.split_seed = checks.seed(split_seed, "data.split_seed")
         # Patches of the judge's data config: this GAN's own split, and the source's own settings (the synthetic
         # set's sizes). The GAN reads the images as they are, so the judge's augmentation never applies.
+        val_size = checks.share_or_count(val_size, "data.val_size", 5000)  # val/fd needs one: 0 is refused here
         self.source_patches = {"val_size": val_size, "split_seed": split_seed, **(options or {})}
         self._tensors: dict[str, torch.Tensor] = {}
 

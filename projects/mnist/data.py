@@ -146,7 +146,9 @@ class DigitImages(ImageSplits):
         num_workers: int = 0,
     ) -> None:
         super().__init__(mirror_dir, cache_dir)
-        self.val_size = checks.share_or_count(val_size, "data.val_size", 0.1)
+        # 0: no val split, every training image is trained on (a tuned preset's retrain on the full train split)
+        self.val_size = checks.share_or_count(val_size, "data.val_size", 0.1, optional=True)
+        self.splits = ("train", "val", "test") if self.val_size else ("train", "test")
         self.split_seed = checks.seed(split_seed, "data.split_seed")
         self.batch_size = checks.whole(batch_size, "data.batch_size", example=128)
         self.eval_batch_size = checks.whole(eval_batch_size, "data.eval_batch_size", example=1000)
@@ -175,9 +177,13 @@ class DigitImages(ImageSplits):
                 )
             if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
                 raise DataError(f"{name} labels fall outside 0..{len(self.class_names) - 1}.", "check the data files.")
-        kept, held_out = holdout_indices(len(train_labels), self.val_size, self.split_seed)
-        self._images = {"train": train_images[kept], "val": train_images[held_out], "test": test_images}
-        self._labels = {"train": train_labels[kept], "val": train_labels[held_out], "test": test_labels}
+        if self.val_size:
+            kept, held_out = holdout_indices(len(train_labels), self.val_size, self.split_seed)
+            self._images = {"train": train_images[kept], "val": train_images[held_out], "test": test_images}
+            self._labels = {"train": train_labels[kept], "val": train_labels[held_out], "test": test_labels}
+        else:
+            self._images = {"train": train_images, "test": test_images}
+            self._labels = {"train": train_labels, "test": test_labels}
         self._tensors = {}
 
     def add_train_rows(self, path: Path) -> int:

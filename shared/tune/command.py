@@ -30,7 +30,7 @@ from shared.io import write_json
 from shared.project import Project
 from shared.runs import TUNE_DIR, read_metrics, successful_runs
 from shared.tune import pruning, report
-from shared.tune.space import check_keys, load_search, override_value
+from shared.tune.space import SearchSpace, check_keys, load_search, override_value
 from shared.tune.study import Tuning, create_study, objective_of, shown, storage_of
 from shared.tune.trial import CV_PREFIX
 
@@ -90,17 +90,9 @@ def prepare(project: Project, cfg: DictConfig) -> Tuning:
         raise UsageError(f"study={study} is not a plain name.", "use letters, digits, '-' and '_', e.g. study=lr-1.")
     _require_experiment_group(config_dir)
     train_overrides = tuple(str(item) for item in cfg.train)
-    try:
-        composed = compose_config(
-            project.name, "train", [*space.overrides, *space.trial_overrides, *train_overrides], config_dir
-        )
-    except PortfolioError:
-        raise
-    except Exception as error:  # Hydra's composition errors: a search override the config does not take
-        raise UsageError(
-            f"{space.path}: its overrides do not compose with the train config ({str(error).splitlines()[0]}).",
-            f"check overrides: and trial_overrides: against python -m projects.{project.name} train --cfg job",
-        ) from error
+    composed = _composed(project, config_dir, space, [*space.trial_overrides, *train_overrides], "trial_overrides")
+    if space.retrain_overrides:  # checked now, not after hours of trials
+        _composed(project, config_dir, space, [*train_overrides, *space.retrain_overrides], "retrain_overrides")
     check_keys(space, composed, _group_options(config_dir))
     objective = objective_of(project, composed, cfg.metric or space.metric)
     runs_dir = Path(str(composed.paths.runs_dir)).expanduser().resolve()
@@ -121,6 +113,19 @@ def prepare(project: Project, cfg: DictConfig) -> Tuning:
     if storage.startswith("sqlite:///"):  # only once everything is checked: a refused tune leaves no folder
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return tuning
+
+
+def _composed(project: Project, config_dir: Path, space: SearchSpace, extra: list[str], section: str) -> DictConfig:
+    """The train config with the search's overrides and `extra` (one of its sections, and the command line's)."""
+    try:
+        return compose_config(project.name, "train", [*space.overrides, *extra], config_dir)
+    except PortfolioError:
+        raise
+    except Exception as error:  # Hydra's composition errors: a search override the config does not take
+        raise UsageError(
+            f"{space.path}: its overrides do not compose with the train config ({str(error).splitlines()[0]}).",
+            f"check overrides: and {section}: against python -m projects.{project.name} train --cfg job",
+        ) from error
 
 
 def _require_experiment_group(config_dir: Path) -> None:
@@ -346,24 +351,27 @@ def _cross_validated(table: Any) -> bool:
 
 
 def retrain(tuning: Tuning, preset: str) -> dict[str, Any]:
-    """The preset trained once more as a normal run (the full train split, evaluated on test): the reported figure."""
+    """The preset trained once more as a normal run, evaluated on test: the reported figure. With the search's
+    `retrain_overrides` (the full train split, where trials needed a val split to be scored on)."""
     from shared.cli import run
 
     project = tuning.project
     before = set(successful_runs(tuning.runs_dir, project.name))
-    log.info("retraining the best trial: python -m projects.%s train experiment=%s", project.name, preset)
+    command = ["train", f"experiment={preset}", *tuning.train_overrides, *tuning.space.retrain_overrides]
+    log.info("retraining the best trial: python -m projects.%s %s", project.name, " ".join(command))
     with hydra_set_aside():
-        code = run(project, ["train", f"experiment={preset}", *tuning.train_overrides])
+        code = run(project, command)
     if code != 0:
         raise PortfolioError(
             f"retraining experiment={preset} failed (exit code {code}; its error is above).",
-            f"the preset is written: train it yourself, python -m projects.{project.name} train experiment={preset}",
+            f"the preset is written: train it yourself, python -m projects.{project.name} {' '.join(command)}",
         )
     [run_dir] = [path for path in successful_runs(tuning.runs_dir, project.name) if path not in before]
     metrics = read_metrics(run_dir)
     headline = str(metrics.get("headline"))
     log.info("retrained: %s = %.6g (%s)", headline, metrics["metrics"].get(headline, float("nan")), run_dir)
     return {
+        "retrained_overrides": list(tuning.space.retrain_overrides),
         "retrained_run": str(run_dir),
         "retrained_headline": headline,
         "retrained_value": metrics["metrics"].get(headline),

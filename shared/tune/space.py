@@ -2,6 +2,7 @@
 
     overrides: [model=extra_trees]          # every trial, and the preset the best one becomes
     trial_overrides: [cv.folds=0]           # the trials only (what makes a trial cheaper), not the preset
+    retrain_overrides: [data.val_size=0]    # the retrain of the best preset only (the full train split)
     cv_folds: 3                             # scikit-learn trials: k-fold cross-validation on train (default 5)
     metric: val/acc                         # the objective; default val/<the project's headline>, never test/...
     pruner: {_target_: optuna.pruners.MedianPruner, n_startup_trials: 4}   # default: base_tune.yaml's
@@ -34,7 +35,7 @@ _FIELDS = {
     "int": {"type", "low", "high", "log", "step"},
     "categorical": {"type", "choices"},
 }
-_SECTIONS = {"overrides", "trial_overrides", "cv_folds", "metric", "pruner", "enqueue", "params"}
+_SECTIONS = {"overrides", "trial_overrides", "retrain_overrides", "cv_folds", "metric", "pruner", "enqueue", "params"}
 _PLAIN = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 _ABSENT = object()
 
@@ -76,13 +77,15 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A search file, checked: what every trial sets, what the trials alone set, and the dimensions."""
+    """A search file, checked: what every trial sets, what the trials alone set, what the retrain of the best
+    alone sets, and the dimensions."""
 
     name: str
     path: Path
     params: tuple[Param, ...]
     overrides: tuple[str, ...] = ()
     trial_overrides: tuple[str, ...] = ()
+    retrain_overrides: tuple[str, ...] = ()
     cv_folds: int | None = None
     metric: str | None = None
     pruner: dict[str, Any] | None = None
@@ -147,6 +150,7 @@ def load_search(config_dir: Path, name: str) -> SearchSpace:
         params=params,
         overrides=_strings(path, "overrides", content.get("overrides")),
         trial_overrides=_strings(path, "trial_overrides", content.get("trial_overrides")),
+        retrain_overrides=_strings(path, "retrain_overrides", content.get("retrain_overrides")),
         cv_folds=folds,
         metric=content.get("metric"),
         pruner=pruner,
