@@ -28,6 +28,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,22 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+@contextmanager
+def collector_off(off: bool) -> Iterator[None]:
+    """The client's garbage collector off (its heap frozen first) while it times, when `off`; back on after."""
+    if not off:
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 async def drive(
     base_url: str, record: Any, clients: int, requests: int, seconds: float, client_gc: bool = False
 ) -> tuple[Tally, float]:
@@ -100,12 +118,6 @@ async def drive(
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
         for _ in range(WARM_UP_REQUESTS):
             await client.post("/predict", json=record)
-        if not client_gc:
-            gc.collect()
-            gc.freeze()
-            gc.disable()
-        started = time.perf_counter()
-        deadline = started + seconds
 
         async def loop() -> None:
             nonlocal sent
@@ -122,11 +134,10 @@ async def drive(
                 else:
                     tally.errors += 1
 
-        try:
+        with collector_off(not client_gc):
+            started = time.perf_counter()
+            deadline = started + seconds
             await asyncio.gather(*(loop() for _ in range(clients)))
-        finally:
-            gc.enable()
-            gc.unfreeze()
         return tally, time.perf_counter() - started
 
 

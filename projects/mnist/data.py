@@ -148,7 +148,6 @@ class DigitImages(ImageSplits):
         super().__init__(mirror_dir, cache_dir)
         # 0: no val split, every training image is trained on (a tuned preset's retrain on the full train split)
         self.val_size = checks.share_or_count(val_size, "data.val_size", 0.1, optional=True)
-        self.splits = ("train", "val", "test") if self.val_size else ("train", "test")
         self.split_seed = checks.seed(split_seed, "data.split_seed")
         self.batch_size = checks.whole(batch_size, "data.batch_size", example=128)
         self.eval_batch_size = checks.whole(eval_batch_size, "data.eval_batch_size", example=1000)
@@ -177,14 +176,18 @@ class DigitImages(ImageSplits):
                 )
             if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
                 raise DataError(f"{name} labels fall outside 0..{len(self.class_names) - 1}.", "check the data files.")
+        self._images, self._labels = {"test": test_images}, {"test": test_labels}
         if self.val_size:
             kept, held_out = holdout_indices(len(train_labels), self.val_size, self.split_seed)
-            self._images = {"train": train_images[kept], "val": train_images[held_out], "test": test_images}
-            self._labels = {"train": train_labels[kept], "val": train_labels[held_out], "test": test_labels}
-        else:
-            self._images = {"train": train_images, "test": test_images}
-            self._labels = {"train": train_labels, "test": test_labels}
+            self._images["val"], self._labels["val"] = train_images[held_out], train_labels[held_out]
+            train_images, train_labels = train_images[kept], train_labels[kept]
+        self._images["train"], self._labels["train"] = train_images, train_labels
         self._tensors = {}
+
+    @property
+    def splits(self) -> tuple[str, ...]:  # type: ignore[override]
+        """Without a val split (`val_size` 0) the model selection is the last epoch, and every image is trained on."""
+        return ("train", "val", "test") if self.val_size else ("train", "test")
 
     def add_train_rows(self, path: Path) -> int:
         """`train data.extra=FOLDER`: labelled images in `<class>/<image>` folders (the class names: 0-9 for digits,
