@@ -10,6 +10,12 @@ after a short warm-up. It reports the p50, p95 and p99 latency, the throughput, 
 than 200, or a failed connection), and the server's peak resident memory (VmHWM). The server is stopped at the
 end of each scenario; the benchmark stops by itself. Targets live in the issues and the README, not in tests.
 
+The client is part of every figure: on two cores it shares the CPU with the server, and its own time per request
+counts as latency. So the default client is aiohttp's, whose loop measured as light as a blocking `http.client`
+connection (mnist, 1 client: p50 1.28 against 1.26 ms); httpx's asyncio client added about 0.7 ms a request there
+(p50 1.94 ms) and more in the tail. `--client httpx` drives the server with httpx instead, to compare. Both send
+the same pre-encoded JSON body.
+
 While it times, the client's own garbage collector is off (its heap frozen after the warm-up), as `timeit` does:
 on two cores its pauses (up to ~10 ms, a few times a second) are the instrument's, not the server's, and showed
 as the slowest requests. `--client-gc` keeps it on, to compare.
@@ -28,16 +34,20 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 WARM_UP_REQUESTS = 50
+CLIENTS = ("aiohttp", "httpx")
+
+Post = Callable[[], Awaitable[int]]  # one POST /predict of the record; its HTTP status
 
 
 @dataclass
@@ -108,16 +118,52 @@ def collector_off(off: bool) -> Iterator[None]:
         gc.unfreeze()
 
 
+@asynccontextmanager
+async def poster(library: str, base_url: str, body: bytes, clients: int) -> AsyncIterator[Post]:
+    """A pool of `clients` keep-alive connections, and the call that posts `body` to /predict over one of them.
+    A failed connection raises `ConnectionError`, whichever the library."""
+    headers = {"content-type": "application/json"}
+    if library == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=clients)
+        async with aiohttp.ClientSession(base_url, connector=connector, timeout=aiohttp.ClientTimeout(30)) as session:
+
+            async def post_aiohttp() -> int:
+                try:
+                    async with session.post("/predict", data=body, headers=headers) as response:
+                        await response.read()
+                        return response.status
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    raise ConnectionError(str(error)) from error
+
+            yield post_aiohttp
+        return
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+
+        async def post_httpx() -> int:
+            try:
+                return (await client.post("/predict", content=body, headers=headers)).status_code
+            except httpx.HTTPError as error:
+                raise ConnectionError(str(error)) from error
+
+        yield post_httpx
+
+
 async def drive(
-    base_url: str, record: Any, clients: int, requests: int, seconds: float, client_gc: bool = False
+    base_url: str,
+    record: Any,
+    clients: int,
+    requests: int,
+    seconds: float,
+    client_gc: bool = False,
+    library: str = "aiohttp",
 ) -> tuple[Tally, float]:
     """`clients` concurrent loops, each sending one record per request, until `requests` or `seconds` run out; the
     client's garbage collector off while they run, unless `client_gc`."""
     tally, sent = Tally(), 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+    async with poster(library, base_url, json.dumps(record).encode(), clients) as post:
         for _ in range(WARM_UP_REQUESTS):
-            await client.post("/predict", json=record)
+            await post()
 
         async def loop() -> None:
             nonlocal sent
@@ -125,11 +171,11 @@ async def drive(
                 sent += 1
                 begun = time.perf_counter()
                 try:
-                    response = await client.post("/predict", json=record)
-                except httpx.HTTPError:
+                    status = await post()
+                except ConnectionError:
                     tally.errors += 1
                     continue
-                if response.status_code == 200:
+                if status == 200:
                     tally.latencies.append(time.perf_counter() - begun)
                 else:
                     tally.errors += 1
@@ -157,7 +203,15 @@ def scenario(arguments: argparse.Namespace, clients: int, batch_wait_ms: float) 
         wait_ready(server, base_url)
         record = json.loads(arguments.record.read_text()) if arguments.record else example_record(base_url)
         tally, elapsed = asyncio.run(
-            drive(base_url, record, clients, arguments.requests, arguments.seconds, arguments.client_gc)
+            drive(
+                base_url,
+                record,
+                clients,
+                arguments.requests,
+                arguments.seconds,
+                arguments.client_gc,
+                arguments.client,
+            )
         )
         metadata = httpx.get(f"{base_url}/metadata", timeout=10).json()
         memory = peak_rss_mb(server.pid)
@@ -186,6 +240,7 @@ def scenario(arguments: argparse.Namespace, clients: int, batch_wait_ms: float) 
         "server_peak_rss_mb": memory,
         "threads_per_worker": metadata["threads_per_worker"],
         "cores": len(os.sched_getaffinity(0)),
+        "client": arguments.client,
         "client_gc": arguments.client_gc,
     }
 
@@ -202,6 +257,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per scenario")
     parser.add_argument("--seconds", type=float, default=20.0, help="at most this long per scenario")
     parser.add_argument("--record", type=Path, help="a JSON file holding the record to send (default: the example)")
+    parser.add_argument(
+        "--client",
+        default="aiohttp",
+        choices=CLIENTS,
+        help="the HTTP client library that drives the server (its own time per request counts as latency)",
+    )
     parser.add_argument(
         "--client-gc",
         action="store_true",

@@ -3,7 +3,9 @@ each project refuses (with the message `predict` gives), and a schemathesis pass
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import importlib.util
 import io
 import json
 import signal
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -244,6 +247,18 @@ def real_server(runs: dict[str, Path]) -> Iterator[Server]:
         server.communicate()
 
 
+def serve_benchmark() -> ModuleType:
+    """scripts/serve_benchmark.py, imported by its path (scripts/ is not a package)."""
+    if "serve_benchmark" in sys.modules:
+        return sys.modules["serve_benchmark"]
+    spec = importlib.util.spec_from_file_location("serve_benchmark", REPO / "scripts" / "serve_benchmark.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def predict_count(metrics_text: str) -> float:
     """`/predict` requests answered 200, as the Prometheus text of `/metrics` counts them."""
     return sum(
@@ -276,6 +291,16 @@ def test_the_real_server_answers_over_loopback_and_stops_cleanly(real_server: Se
             assert httpx.post(f"{url}/predict", json={"text": "dull"}, timeout=5).status_code == 200
         # whichever worker takes the scrape, it reports the whole server's six
         assert [predict_count(httpx.get(f"{url}/metrics", timeout=5).text) for _ in range(4)] == [6.0] * 4
+        # the serving benchmark's clients, each library: answers timed, refusals counted as errors, every request sent
+        benchmark = serve_benchmark()
+        answered = 6.0
+        for library in benchmark.CLIENTS:
+            tally, _ = asyncio.run(benchmark.drive(url, {"text": "dull"}, 2, 8, 30.0, library=library))
+            assert (len(tally.latencies), tally.errors) == (8, 0) and all(0 < each < 30 for each in tally.latencies)
+            refused, _ = asyncio.run(benchmark.drive(url, {"text": 5}, 2, 4, 30.0, library=library))
+            assert (len(refused.latencies), refused.errors) == (0, 4)
+            answered += benchmark.WARM_UP_REQUESTS + 8
+        assert predict_count(httpx.get(f"{url}/metrics", timeout=5).text) == answered
     finally:
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=30)
