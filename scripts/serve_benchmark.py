@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 WARM_UP_REQUESTS = 50
-CLIENTS = ("aiohttp", "httpx")
+JSON = {"content-type": "application/json"}
 
 Post = Callable[[], Awaitable[int]]  # one POST /predict of the record; its HTTP status
 
@@ -119,34 +119,42 @@ def collector_off(off: bool) -> Iterator[None]:
 
 
 @asynccontextmanager
-async def poster(library: str, base_url: str, body: bytes, clients: int) -> AsyncIterator[Post]:
-    """A pool of `clients` keep-alive connections, and the call that posts `body` to /predict over one of them.
-    A failed connection raises `ConnectionError`, whichever the library."""
-    headers = {"content-type": "application/json"}
-    if library == "aiohttp":
-        connector = aiohttp.TCPConnector(limit=clients)
-        async with aiohttp.ClientSession(base_url, connector=connector, timeout=aiohttp.ClientTimeout(30)) as session:
+async def aiohttp_poster(base_url: str, body: bytes, clients: int) -> AsyncIterator[Post]:
+    """aiohttp: a pool of `clients` keep-alive connections, and the call that posts `body` to /predict."""
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=aiohttp.ClientTimeout(30)) as session:
 
-            async def post_aiohttp() -> int:
-                try:
-                    async with session.post("/predict", data=body, headers=headers) as response:
-                        await response.read()
-                        return response.status
-                except (aiohttp.ClientError, TimeoutError) as error:
-                    raise ConnectionError(str(error)) from error
+        async def post() -> int:
+            try:
+                async with session.post("/predict", data=body, headers=JSON) as response:
+                    await response.read()
+                    return response.status
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise ConnectionError(str(error)) from error
 
-            yield post_aiohttp
-        return
+        yield post
+
+
+@asynccontextmanager
+async def httpx_poster(base_url: str, body: bytes, clients: int) -> AsyncIterator[Post]:
+    """httpx's asyncio client: the same pool and call."""
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
 
-        async def post_httpx() -> int:
+        async def post() -> int:
             try:
-                return (await client.post("/predict", content=body, headers=headers)).status_code
+                return (await client.post("/predict", content=body, headers=JSON)).status_code
             except httpx.HTTPError as error:
                 raise ConnectionError(str(error)) from error
 
-        yield post_httpx
+        yield post
+
+
+# client library -> its poster; a failed connection raises ConnectionError, whichever the library
+POSTERS: dict[str, Callable[[str, bytes, int], AbstractAsyncContextManager[Post]]] = {
+    "aiohttp": aiohttp_poster,
+    "httpx": httpx_poster,
+}
 
 
 async def drive(
@@ -161,7 +169,7 @@ async def drive(
     """`clients` concurrent loops, each sending one record per request, until `requests` or `seconds` run out; the
     client's garbage collector off while they run, unless `client_gc`."""
     tally, sent = Tally(), 0
-    async with poster(library, base_url, json.dumps(record).encode(), clients) as post:
+    async with POSTERS[library](base_url, json.dumps(record).encode(), clients) as post:
         for _ in range(WARM_UP_REQUESTS):
             await post()
 
@@ -260,7 +268,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--client",
         default="aiohttp",
-        choices=CLIENTS,
+        choices=sorted(POSTERS),
         help="the HTTP client library that drives the server (its own time per request counts as latency)",
     )
     parser.add_argument(

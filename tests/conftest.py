@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TypeVar
 
 import pytest
@@ -96,6 +98,18 @@ def run_module(*arguments: str, cwd: Path, env: dict[str, str] | None = None) ->
         timeout=300,
         env={**os.environ, **(env or {})},
     )
+
+
+def script_module(name: str) -> ModuleType:
+    """`scripts/<name>.py` as a module (scripts/ is not a package), imported once per process."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def finished_runs(root: Path, project: str) -> list[Path]:

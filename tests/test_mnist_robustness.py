@@ -3,10 +3,8 @@ and `scripts/robustness.py` (on synthetic digits; on a quick real run with the m
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from projects.mnist.data import MEAN, STD, SyntheticDigits, synthetic_digit
 from projects.mnist.degrade import DEGRADATIONS, degrade
 from projects.mnist.predict import looks_normalised, stretch_contrast, to_mnist
 from shared.errors import UsageError
-from tests.conftest import train_one
+from tests.conftest import script_module, train_one
 
 pytestmark = pytest.mark.heavy
 
@@ -177,24 +175,16 @@ def test_unknown_augmentation_option_is_a_usage_error() -> None:
 
 
 # --- scripts/robustness.py ----------------------------------------------------------------------------------------
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("robustness", REPO / "scripts" / "robustness.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_help_names_the_sets(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
-        _script().main(["--help"])
+        script_module("robustness").main(["--help"])
     assert stop.value.code == 0
     text = capsys.readouterr().out
     assert "run=PATH" in text and "--split" in text and all(name in text for name in DEGRADATIONS)
 
 
 def test_script_without_runs_says_train_first(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _script().main([]) == 1
+    assert script_module("robustness").main([]) == 1
     assert "train one first" in capsys.readouterr().err
 
 
@@ -205,7 +195,7 @@ def _lines(text: str) -> list[dict]:
 def test_script_scores_every_set_of_a_run(cli, isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = train_one(cli, isolated, "mnist", "data=synthetic", "trainer=cpu", "trainer.max_epochs=1", "logger=csv")
     table = isolated / "robustness.md"
-    assert _script().main([f"run={run}", "--limit", "40", "--markdown", str(table)]) == 0
+    assert script_module("robustness").main([f"run={run}", "--limit", "40", "--markdown", str(table)]) == 0
     lines = _lines(capsys.readouterr().out)
     assert [line["set"] for line in lines] == ["clean", *DEGRADATIONS]
     assert all(0.0 <= line["accuracy"] <= 1.0 and line["examples"] == 40 for line in lines)
@@ -215,7 +205,7 @@ def test_script_scores_every_set_of_a_run(cli, isolated: Path, capsys: pytest.Ca
 @pytest.mark.integration
 def test_script_on_a_quick_real_run(quick_mnist_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
-        _script().main(
+        script_module("robustness").main(
             [f"run={quick_mnist_run}", "--limit", "1000", "--sets", "clean", "grey_background", "offset", "enlarged"]
         )
         == 0

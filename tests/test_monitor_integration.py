@@ -4,12 +4,9 @@ scripts/monitor_benchmark.py, whose benchmark repeats them over many samples."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -18,24 +15,14 @@ from shared.config import compose_config
 from shared.monitor.command import DRIFT_EXIT_CODE
 from shared.registry import load_project
 from shared.runs import Run, load_run
-from tests.conftest import train_for_module
+from tests.conftest import script_module, train_for_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 SIZE = 500
 
 
-def _benchmark() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "scripts" / "monitor_benchmark.py"
-    spec = importlib.util.spec_from_file_location("monitor_benchmark", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCHMARK = _benchmark()
+BENCHMARK = script_module("monitor_benchmark")
 # Smaller than the benchmark's runs, so the tests stay fast; the reference and the features are the same.
 OVERRIDES = {
     "housing": ("model=linear", "cv.folds=0"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
 import io
 import json
 import signal
@@ -16,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -27,7 +25,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 import shared.train
-from tests.conftest import REPO, train_for_module
+from tests.conftest import REPO, script_module, train_for_module
 from tests.serving import fuzz, served
 
 pytestmark = pytest.mark.heavy
@@ -247,18 +245,6 @@ def real_server(runs: dict[str, Path]) -> Iterator[Server]:
         server.communicate()
 
 
-def serve_benchmark() -> ModuleType:
-    """scripts/serve_benchmark.py, imported by its path (scripts/ is not a package)."""
-    if "serve_benchmark" in sys.modules:
-        return sys.modules["serve_benchmark"]
-    spec = importlib.util.spec_from_file_location("serve_benchmark", REPO / "scripts" / "serve_benchmark.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def predict_count(metrics_text: str) -> float:
     """`/predict` requests answered 200, as the Prometheus text of `/metrics` counts them."""
     return sum(
@@ -292,9 +278,9 @@ def test_the_real_server_answers_over_loopback_and_stops_cleanly(real_server: Se
         # whichever worker takes the scrape, it reports the whole server's six
         assert [predict_count(httpx.get(f"{url}/metrics", timeout=5).text) for _ in range(4)] == [6.0] * 4
         # the serving benchmark's clients, each library: answers timed, refusals counted as errors, every request sent
-        benchmark = serve_benchmark()
+        benchmark = script_module("serve_benchmark")
         answered = 6.0
-        for library in benchmark.CLIENTS:
+        for library in benchmark.POSTERS:
             tally, _ = asyncio.run(benchmark.drive(url, {"text": "dull"}, 2, 8, 30.0, library=library))
             assert (len(tally.latencies), tally.errors) == (8, 0) and all(0 < each < 30 for each in tally.latencies)
             refused, _ = asyncio.run(benchmark.drive(url, {"text": 5}, 2, 4, 30.0, library=library))
